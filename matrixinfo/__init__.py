@@ -1,0 +1,31 @@
+"""matrixinfo: matrix information theory for self-supervised learning.
+
+The core functions are importable from the top level::
+
+    from matrixinfo import matrix_entropy, matrix_kl_divergence, effective_rank
+"""
+
+from ._checks import MatrixInfoTypeError, MatrixInfoValueError
+from .core import (
+    effective_rank,
+    matrix_cross_entropy,
+    matrix_entropy,
+    matrix_kl_divergence,
+    matrix_log,
+    sylvester_logdet,
+    von_neumann_entropy,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MatrixInfoTypeError",
+    "MatrixInfoValueError",
+    "effective_rank",
+    "matrix_cross_entropy",
+    "matrix_entropy",
+    "matrix_kl_divergence",
+    "matrix_log",
+    "sylvester_logdet",
+    "von_neumann_entropy",
+]
