@@ -126,3 +126,20 @@ def check_number(fn: str, name: str, value, *, minimum: float | None = None, str
 def warn(message: str, stacklevel: int = 3) -> None:
     """Emit a :class:`RuntimeWarning` pointing at the user's call site."""
     warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+
+
+def check_embeddings(fn: str, names: Sequence[str], *zs, min_rows: int = 2) -> None:
+    """Embeddings must be floating ``(B, d)`` tensors with ``B >= min_rows``, of
+    one shape and on one device."""
+    for name, z in zip(names, zs):
+        check_tensor(fn, name, z)
+        if z.ndim != 2 or z.shape[0] < min_rows or z.shape[1] < 1:
+            raise MatrixInfoValueError(
+                f"{fn}: expected {name} to have shape (B, d) with B >= {min_rows} and d >= 1, "
+                f"got {shape_str(z.shape)}."
+            )
+    shapes = [tuple(z.shape) for z in zs]
+    if any(s != shapes[0] for s in shapes[1:]):
+        listing = " and ".join(f"{n} {shape_str(s)}" for n, s in zip(names, shapes))
+        raise MatrixInfoValueError(f"{fn}: expected inputs of the same shape (B, d), got {listing}.")
+    check_same_device(fn, names, *zs)
