@@ -1,0 +1,11 @@
+"""Functional forms of every loss: one function per loss, the maths documented once here.
+
+Embeddings are ``(B, d)`` tensors whose rows are samples (the paper writes the
+transpose, ``d x B``). Every function returns a scalar to be minimized.
+"""
+
+from . import _classic, _matrix
+from ._classic import *  # noqa: F401,F403
+from ._matrix import *  # noqa: F401,F403
+
+__all__ = sorted(_classic.__all__ + _matrix.__all__)
