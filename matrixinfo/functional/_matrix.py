@@ -1,1 +1,802 @@
-__all__: list[str] = []
+r"""Matrix-information losses: Matrix-SSL (uniformity and alignment), the
+uniformity MCE/MKL losses, the total coding rate (TCR, EMP-SSL) and MEC.
+
+Shared machinery. Every loss here is a trace of a matrix logarithm of a
+covariance-like matrix :math:`M` plus a shift, :math:`\operatorname{tr}\log(M + \mu I)`,
+or a trace of a product with one. Two methods compute it:
+
+``method="taylor"``
+    The Mercator series of :func:`matrixinfo.matrix_log` around the identity,
+    as in the authors' code. It is never formed as a ``d x d`` matrix: with
+    :math:`X = M + (\mu - 1) I` the binomial theorem turns
+    :math:`\sum_k (-1)^{k+1} X^k / k` into :math:`\sum_j \alpha_j M^j`, and only
+    the traces :math:`\operatorname{tr} M^j` (or :math:`\operatorname{tr} P M^j`)
+    are needed. These are inner products of powers up to
+    :math:`\lceil \mathrm{order}/2 \rceil` (:math:`\operatorname{tr} M^{a+b} =
+    \langle M^a, (M^b)^\top \rangle`), taken on the smaller of the ``B x B``
+    and ``d x d`` sides (the nonzero spectra agree). The series converges iff
+    the spectral radius of :math:`X` is below 1; outside, a
+    :class:`RuntimeWarning` is raised (one host read per call; pass
+    ``check_radius=False`` to skip it).
+
+``method="exact"``
+    Log-determinants by Sylvester's identity on the smaller side
+    (:func:`matrixinfo.sylvester_logdet`) wherever the weight matrix is a
+    multiple of the identity; the eigh matrix logarithm with its
+    Daleckii-Krein backward otherwise.
+
+Spectral work runs in float32 (float64 inputs stay float64) with autocast
+disabled; the result is returned in the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .. import _spectral
+from .._checks import (
+    MatrixInfoValueError,
+    check_choice,
+    check_embeddings,
+    check_int,
+    check_number,
+)
+from .._distributed import maybe_gather
+from ..core import matrix_kl_divergence, matrix_log, sylvester_logdet
+
+__all__ = [
+    "emp_ssl_loss",
+    "emp_tcr_loss",
+    "matrix_kl_alignment_loss",
+    "matrix_kl_uniformity_loss",
+    "matrix_ssl_loss",
+    "mec_loss",
+    "tcr_loss",
+    "uniformity_mce_loss",
+    "uniformity_mkl_loss",
+]
+
+_METHODS = ("taylor", "exact")
+_FORMULATIONS = ("official", "paper")
+
+
+# --------------------------------------------------------------------------- #
+# Trace machinery                                                              #
+# --------------------------------------------------------------------------- #
+def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum()
+
+
+def _power_traces(M: torch.Tensor, order: int) -> list[torch.Tensor]:
+    """``[tr M^1, ..., tr M^order]`` from powers up to ceil(order / 2)."""
+    half = (order + 1) // 2
+    powers = [M]
+    for _ in range(1, half):
+        powers.append(powers[-1] @ M)
+    traces = []
+    for j in range(1, order + 1):
+        a = (j + 1) // 2
+        b = j - a
+        if b == 0:
+            traces.append(M.diagonal().sum())
+        else:
+            traces.append(_inner(powers[a - 1], powers[b - 1].mT))
+    return traces
+
+
+def _taylor_coefficients(order: int, mu: float) -> list[float]:
+    r"""``alpha_j``, j = 0..order, with ``sum_k (-1)^(k+1) (M + (mu-1) I)^k / k
+    = sum_j alpha_j M^j`` (binomial expansion of each power)."""
+    s = mu - 1.0
+    alpha = [0.0] * (order + 1)
+    for k in range(1, order + 1):
+        c = (-1.0) ** (k + 1) / k
+        for j in range(0, k + 1):
+            alpha[j] += c * math.comb(k, j) * s ** (k - j)
+    return alpha
+
+
+def _smaller_side(a: torch.Tensor, b: torch.Tensor, divisor: float) -> torch.Tensor:
+    """The matrix with the nonzero spectrum of ``a^T b / divisor`` (``d x d``)
+    on the smaller side: ``b a^T / divisor`` (``B x B``) when ``B < d``."""
+    B, d = a.shape
+    return (a.mT @ b if d <= B else b @ a.mT) / divisor
+
+
+def _warn_radius(fn: str, M_small: torch.Tensor, shift: float, dim: int, what: str) -> None:
+    """Warn if ``rho(M + (shift - 1) I_dim) >= 1``; ``M_small`` carries the
+    nonzero spectrum and, when smaller than ``dim``, zeros fill the rest."""
+    eye = torch.eye(M_small.shape[-1], dtype=M_small.dtype, device=M_small.device)
+    rho = float(_spectral.spectral_radius_estimate(M_small + (shift - 1.0) * eye))
+    if M_small.shape[-1] < dim:
+        rho = max(rho, abs(shift - 1.0))
+    if rho >= 1.0:
+        _spectral.warn(
+            f"{fn}: the Taylor series of the matrix logarithm is used outside its convergence "
+            f"radius: the spectral radius of {what} is about {rho:.3g} >= 1, so the loss is not an "
+            "approximation of the log-determinant. Use a larger shift, scale the input down "
+            "(for MEC, the lambda warm-up), or method='exact'.",
+            stacklevel=5,
+        )
+
+
+def _trace_log_taylor(M_small: torch.Tensor, dim: int, shift: float, order: int) -> torch.Tensor:
+    """``tr log_T(M + shift I_dim)``, the order-``order`` Mercator series around I."""
+    alpha = _taylor_coefficients(order, shift)
+    traces = _power_traces(M_small, order)
+    total = alpha[0] * dim
+    for j in range(1, order + 1):
+        total = total + alpha[j] * traces[j - 1]
+    return total
+
+
+def _weighted_trace_log_taylor(
+    p: torch.Tensor, z: torch.Tensor, divisor: float, shift: float, order: int
+) -> torch.Tensor:
+    r"""``tr((C_pp + shift I) log_T(C_zz + shift I))`` for centered ``p``, ``z``
+    of shape ``(B, d)``, ``C_xx = x^T x / divisor``, without forming d x d
+    matrices when ``B < d``.
+
+    With ``S = C_zz``: ``log_T(S + shift I) = sum_j alpha_j S^j`` and we need
+    ``u_j = tr(C_pp S^j)`` and ``s_j = tr(S^j)``.
+
+    * ``d <= B``: ``W_a = p S^a``; ``u_j = <W_a, W_b> / divisor`` with a + b = j.
+    * ``B < d``:  ``K = z z^T / divisor``, ``V_a = (p z^T / divisor) K^a``;
+      ``u_j = <V_a, V_b>`` with a + b = j - 1 (since S^j = z^T K^(j-1) z / divisor),
+      and ``s_j = tr K^j``.
+    """
+    B, d = z.shape
+    alpha = _taylor_coefficients(order, shift)
+    half = (order + 1) // 2
+    u = [p.square().sum() / divisor]
+    if d <= B:
+        S = z.mT @ z / divisor
+        s = [torch.as_tensor(float(d), dtype=z.dtype, device=z.device)] + _power_traces(S, order)
+        W = [p]
+        for _ in range(half):
+            W.append(W[-1] @ S)
+        for j in range(1, order + 1):
+            a = (j + 1) // 2
+            u.append(_inner(W[a], W[j - a]) / divisor)
+    else:
+        K = z @ z.mT / divisor
+        s = [torch.as_tensor(float(d), dtype=z.dtype, device=z.device)] + _power_traces(K, order)
+        V = [p @ z.mT / divisor]
+        for _ in range(order // 2):
+            V.append(V[-1] @ K)
+        for j in range(1, order + 1):
+            a = j // 2
+            u.append(_inner(V[a], V[j - 1 - a]))
+    total = 0.0
+    for j in range(order + 1):
+        total = total + alpha[j] * (u[j] + shift * s[j])
+    return total
+
+
+# --------------------------------------------------------------------------- #
+# Argument handling                                                            #
+# --------------------------------------------------------------------------- #
+def _common_checks(fn: str, method, order) -> None:
+    check_choice(fn, "method", method, _METHODS)
+    check_int(fn, "order", order, 1)
+
+
+def _prepare(gather_distributed: bool, *zs: torch.Tensor):
+    """Gather, cast to the compute dtype, l2-normalize rows."""
+    zs = maybe_gather(gather_distributed, *zs)
+    zs = (zs,) if isinstance(zs, torch.Tensor) else zs
+    work = _spectral.compute_dtype(zs[0].dtype)
+    return tuple(F.normalize(z.to(work), dim=1) for z in zs)
+
+
+def _center(z: torch.Tensor) -> torch.Tensor:
+    return z - z.mean(dim=0, keepdim=True)
+
+
+def _run(fn, ref: torch.Tensor, compute):
+    """Run ``compute()`` with autocast off and cast back to ``ref``'s dtype."""
+    with _spectral.full_precision(ref.device.type):
+        out = compute()
+    return out.to(ref.dtype) if out.dtype != ref.dtype else out
+
+
+def _check_views(fn: str, views: Sequence[torch.Tensor]) -> None:
+    if len(views) == 0:
+        raise MatrixInfoValueError(f"{fn}: expected at least one view of shape (B, d), got none.")
+    names = [f"views[{i}]" for i in range(len(views))]
+    check_embeddings(fn, names, *views)
+
+
+# --------------------------------------------------------------------------- #
+# Matrix-SSL                                                                   #
+# --------------------------------------------------------------------------- #
+def _uniformity_value(fn, p, z, *, lam, mu, order, method, formulation, check_radius):
+    B, d = z.shape
+    divisor = B if formulation == "official" else B - 1
+    pc, zc = _center(p), _center(z)
+    # P = lam I (official) or (1/d + mu) I (paper, eq. 16/20 with the shift on both sides).
+    weight = lam if formulation == "official" else 1.0 / d + mu
+    if method == "taylor":
+        M = _smaller_side(pc, zc, divisor)
+        if check_radius:
+            _warn_radius(fn, M.detach(), mu, d, "C(target, online) + mu I - I")
+        trace_log = _trace_log_taylor(M, d, mu, order)
+    else:
+        # tr log(C + mu I) = d log mu + log det(I + C / mu), C = pc^T zc / divisor.
+        trace_log = d * math.log(mu) + sylvester_logdet(pc.mT, zc.mT, scale=1.0 / (mu * divisor))
+    value = -weight * trace_log
+    if formulation == "paper":
+        # + tr(Q) = tr(C) + d mu, the term of MCE that the authors' code drops.
+        value = value + _inner(pc, zc) / divisor + d * mu
+    return value
+
+
+def _alignment_value(fn, p, z, *, mu, order, method, formulation, check_radius):
+    B, d = z.shape
+    divisor = B if formulation == "official" else B - 1
+    pc, zc = _center(p), _center(z)
+    if method == "taylor":
+        if check_radius:
+            _warn_radius(fn, _smaller_side(zc, zc, divisor).detach(), mu, d, "C(online, online) + mu I - I")
+        cross = _weighted_trace_log_taylor(pc, zc, divisor, mu, order)
+        if formulation == "official":
+            return -cross
+        self_term = _weighted_trace_log_taylor(pc, pc, divisor, mu, order)
+        # MKL(P || Q) = tr(P log P) - tr(P log Q) - tr P + tr Q.
+        return self_term - cross - pc.square().sum() / divisor + zc.square().sum() / divisor
+    eye = torch.eye(d, dtype=z.dtype, device=z.device)
+    P = pc.mT @ pc / divisor + mu * eye
+    Q = zc.mT @ zc / divisor + mu * eye
+    if formulation == "paper":
+        return matrix_kl_divergence(P, Q)
+    return -(P * matrix_log(Q)).sum()
+
+
+def _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma=None):
+    check_embeddings(fn, ("online", "target"), online, target, min_rows=3 if formulation == "paper" else 2)
+    _common_checks(fn, method, order)
+    check_choice(fn, "formulation", formulation, _FORMULATIONS)
+    check_number(fn, "mu", mu, minimum=0.0, strict=True)
+    if lam is not None:
+        check_number(fn, "lam", lam, minimum=0.0)
+    if gamma is not None:
+        check_number(fn, "gamma", gamma, minimum=0.0)
+
+
+def matrix_kl_uniformity_loss(
+    online: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    lam: float = 1.0,
+    mu: float = 1.0,
+    order: int = 4,
+    method: str = "taylor",
+    formulation: str = "official",
+    gather_distributed: bool = False,
+    check_radius: bool = True,
+) -> torch.Tensor:
+    r"""Matrix-KL uniformity loss of Matrix-SSL (paper eq. 20), per view pair.
+
+    Rows of both inputs are l2-normalized and centered over the batch;
+    :math:`C = \frac{1}{n} P_c^\top Z_c` is the cross-covariance between the
+    target ``P`` and the online ``Z`` branch.
+
+    ``formulation="official"`` (default; the authors' code, REFERENCES.md section 1):
+
+    .. math:: \mathcal{L}_U = -\lambda \operatorname{tr} \log(C + \mu I_d), \qquad n = B,
+
+    i.e. :math:`\mathrm{MCE}(\lambda I, C + \mu I)` without its
+    :math:`+\operatorname{tr}(Q)` term. With ``lam=1, mu=1, order=4`` and
+    ``method="taylor"`` this is the authors' value and gradient.
+
+    ``formulation="paper"``: the matrix cross-entropy of eq. 20 with the shift
+    of eq. 16 on both sides,
+
+    .. math:: \mathcal{L}_U = \mathrm{MCE}\big((\tfrac1d + \mu) I_d,\; C + \mu I_d\big)
+              = -(\tfrac1d + \mu) \operatorname{tr}\log(C + \mu I) + \operatorname{tr} C + d\mu,
+              \qquad n = B - 1 .
+
+    Its minimizer over :math:`C` is :math:`I/d` (Prop. 4.2). Note that
+    eq. 20 as printed, :math:`\mathrm{MCE}(\frac1d I, C + \mu I)`, would be minimized at
+    :math:`C = (\frac1d - \mu) I`, which is not PSD for :math:`\mu > 1/d`: the
+    :math:`+\operatorname{tr} Q` term then rewards collapse. The shift must be
+    on both arguments. ``lam`` is ignored.
+
+    In the unified view this is the uniformity MCE (eq. 16) of the
+    cross-covariance: up to constants and the centering, TCR (Thm. 4.4).
+
+    Args:
+        online: ``(B, d)`` online-branch embeddings (gradient flows here).
+        target: ``(B, d)`` target-branch embeddings. The loss does not detach
+            them; the authors compute them under ``no_grad`` (EMA teacher).
+        lam: weight :math:`\lambda` of the identity target (official).
+        mu: shift :math:`\mu > 0`; it keeps the Taylor series convergent
+            (with ``mu=1`` the series is expanded around ``C = 0``).
+        order: Taylor order (``method="taylor"``).
+        method: ``"taylor"`` or ``"exact"`` (Sylvester log-determinant on the smaller side).
+        formulation: ``"official"`` or ``"paper"``.
+        gather_distributed: compute over the global batch of all processes.
+        check_radius: warn when the Taylor series is outside its radius.
+
+    Returns:
+        0-d tensor to minimize.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo.functional import matrix_kl_uniformity_loss
+        >>> g = torch.Generator().manual_seed(0)
+        >>> z = torch.randn(64, 8, generator=g, dtype=torch.float64)
+        >>> p = z + 0.1 * torch.randn(64, 8, generator=g, dtype=torch.float64)
+        >>> taylor = matrix_kl_uniformity_loss(z, p)
+        >>> exact = matrix_kl_uniformity_loss(z, p, method="exact")
+        >>> bool(abs(taylor - exact) < 1e-4)  # mu = 1: the order-4 series is accurate
+        True
+    """
+    fn = "matrix_kl_uniformity_loss"
+    _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation)
+    z, p = _prepare(gather_distributed, online, target)
+    return _run(fn, online, lambda: _uniformity_value(
+        fn, p, z, lam=lam, mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
+
+
+def matrix_kl_alignment_loss(
+    online: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mu: float = 1.0,
+    order: int = 4,
+    method: str = "taylor",
+    formulation: str = "official",
+    gather_distributed: bool = False,
+    check_radius: bool = True,
+) -> torch.Tensor:
+    r"""Matrix-KL alignment loss of Matrix-SSL (paper eq. 21), per view pair.
+
+    With l2-normalized, centered rows, :math:`C_{pp} = \frac1n P_c^\top P_c`
+    (target) and :math:`C_{zz} = \frac1n Z_c^\top Z_c` (online):
+
+    ``formulation="official"`` (default; the authors' code, :math:`n = B`):
+
+    .. math:: \mathcal{L}_A = -\operatorname{tr}\big((C_{pp} + \mu I) \log(C_{zz} + \mu I)\big),
+
+    the matrix cross-entropy :math:`\mathrm{MCE}(C_{pp} + \mu I, C_{zz} + \mu I)`
+    without its :math:`+\operatorname{tr} Q` term; its gradient therefore differs
+    from the MKL gradient by that of :math:`\operatorname{tr} C_{zz}`.
+
+    ``formulation="paper"`` (eq. 21 with the shift, :math:`n = B - 1`):
+
+    .. math:: \mathcal{L}_A = \mathrm{MKL}(C_{pp} + \mu I \,\|\, C_{zz} + \mu I),
+
+    which is :math:`\ge 0` and zero exactly when the two covariances agree.
+
+    ``method="exact"`` uses the eigh matrix logarithm (``d x d``).
+
+    Args:
+        online: ``(B, d)`` online embeddings (gradient flows here).
+        target: ``(B, d)`` target embeddings (not detached by the loss).
+        mu, order, method, formulation, gather_distributed, check_radius:
+            as in :func:`matrix_kl_uniformity_loss`.
+
+    Returns:
+        0-d tensor to minimize.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo.functional import matrix_kl_alignment_loss
+        >>> z = torch.randn(32, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        >>> loss = matrix_kl_alignment_loss(z, z, formulation="paper", method="exact")
+        >>> bool(abs(loss) < 1e-12)  # equal covariances: zero divergence
+        True
+    """
+    fn = "matrix_kl_alignment_loss"
+    _check_matrix_ssl(fn, online, target, None, mu, order, method, formulation)
+    z, p = _prepare(gather_distributed, online, target)
+    return _run(fn, online, lambda: _alignment_value(
+        fn, p, z, mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
+
+
+def matrix_ssl_loss(
+    online: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+    mu: float = 1.0,
+    order: int = 4,
+    method: str = "taylor",
+    formulation: str = "official",
+    gather_distributed: bool = False,
+    check_radius: bool = True,
+) -> torch.Tensor:
+    r"""Matrix-SSL loss (paper eq. 22) for one (online, target) view pair.
+
+    .. math:: \mathcal{L}_{\text{Matrix-SSL}} = \mathcal{L}_U + \gamma\, \mathcal{L}_A,
+
+    with :math:`\mathcal{L}_U` from :func:`matrix_kl_uniformity_loss` and
+    :math:`\mathcal{L}_A` from :func:`matrix_kl_alignment_loss` (same
+    ``formulation``, ``mu``, ``order``, ``method``).
+
+    Defaults reproduce the authors' per-pair formula with the settings of their
+    README (``lam = mu = gamma = 1``, Taylor order 4; their argparse defaults
+    are ``lam = mu = 0.5``). Their training step symmetrizes over the two view
+    pairs, with ``p`` from an EMA teacher (no gradient) and ``z`` from the
+    online network with predictor::
+
+        loss = 0.5 * (matrix_ssl_loss(z1, p2) + matrix_ssl_loss(z2, p1))
+
+    With ``mu = 0.5`` the order-4 series is about 1.5% off the exact value
+    (6% in gradient; REFERENCES.md section 1); ``mu = 1`` agrees to ~1e-6.
+
+    Args:
+        online: ``(B, d)`` online embeddings (gradient flows here).
+        target: ``(B, d)`` target embeddings (not detached by the loss).
+        gamma: weight of the alignment term.
+        lam, mu, order, method, formulation, gather_distributed, check_radius:
+            see :func:`matrix_kl_uniformity_loss`.
+
+    Returns:
+        0-d tensor to minimize.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo.functional import matrix_ssl_loss
+        >>> g = torch.Generator().manual_seed(0)
+        >>> z, p = torch.randn(2, 128, 16, generator=g, dtype=torch.float64)
+        >>> aligned = matrix_ssl_loss(z, z + 0.05 * p)
+        >>> shuffled = matrix_ssl_loss(z, p)
+        >>> bool(aligned < shuffled)
+        True
+    """
+    fn = "matrix_ssl_loss"
+    _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma)
+    z, p = _prepare(gather_distributed, online, target)
+    opts = dict(mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius)
+
+    def compute():
+        value = _uniformity_value(fn, p, z, lam=lam, **opts)
+        if gamma != 0:
+            value = value + gamma * _alignment_value(fn, p, z, **opts)
+        return value
+
+    return _run(fn, online, compute)
+
+
+# --------------------------------------------------------------------------- #
+# Uniformity MCE / MKL and TCR                                                 #
+# --------------------------------------------------------------------------- #
+def _trace_log_autocov(fn, z, shift, scale, method, order, check_radius):
+    r"""``tr log(shift I_d + scale z^T z)`` for ``(B, d)`` rows ``z``."""
+    B, d = z.shape
+    if method == "exact":
+        return d * math.log(shift) + sylvester_logdet(z.mT, scale=scale / shift)
+    M = _smaller_side(z, z, 1.0 / scale)
+    if check_radius:
+        _warn_radius(fn, M.detach(), shift, d, "the Taylor variable")
+    return _trace_log_taylor(M, d, shift, order)
+
+
+def _uniformity_lam(d: int, lam) -> float:
+    return 1.0 / d if lam is None else lam
+
+
+def _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius):
+    _check_views(fn, views)
+    _common_checks(fn, method, order)
+    if lam is not None:
+        check_number(fn, "lam", lam, minimum=0.0, strict=True)
+    zs = _prepare(gather_distributed, *views)
+    B, d = zs[0].shape
+    lam = _uniformity_lam(d, lam)
+
+    def mce(z):
+        # MCE((1/d + lam) I, z^T z / B + lam I) = -(1/d + lam) tr log(.) + tr(z^T z)/B + d lam.
+        trace_log = _trace_log_autocov(fn, z, lam, 1.0 / B, method, order, check_radius)
+        return -(1.0 / d + lam) * trace_log + z.square().sum() / B + d * lam
+
+    return zs, d, lam, mce
+
+
+def uniformity_mce_loss(
+    *views: torch.Tensor,
+    lam: float | None = None,
+    method: str = "exact",
+    order: int = 4,
+    gather_distributed: bool = False,
+    check_radius: bool = True,
+) -> torch.Tensor:
+    r"""Uniformity-MCE loss (paper eq. 16), averaged over the views given.
+
+    For each view, with l2-normalized rows (not centered):
+
+    .. math:: \mathcal{L}_{\mathrm{UMCE}} = \mathrm{MCE}\Big(\tfrac1d I_d + \lambda I_d,\;
+              \tfrac1B Z^\top Z + \lambda I_d\Big).
+
+    It is minimized at :math:`\frac1B Z^\top Z = \frac1d I` when ``B >= d``.
+    It is an affine function of TCR with :math:`\lambda = \epsilon^2/d`
+    (Thm. 4.4, with the factor corrected: see the errata page),
+    :math:`\mathcal{L}_{\mathrm{UMCE}} = (1 + d\lambda)(1 - \log\lambda + \tfrac2d \mathcal{L}_{\mathrm{TCR}})`.
+
+    Args:
+        *views: one or more ``(B, d)`` embeddings of the same shape.
+        lam: :math:`\lambda > 0`; ``None`` (default) means :math:`1/d`. The
+            paper's remark that it "can be set as 0" needs ``B >= d``
+            (else :math:`\log 0`); the exact method then warns nothing but
+            returns a very large value.
+        method: ``"exact"`` (default; Cholesky log-determinant on the smaller
+            side) or ``"taylor"`` (converges only for :math:`0 < \lambda < 1`).
+        order, gather_distributed, check_radius: as elsewhere.
+
+    Returns:
+        0-d tensor to minimize.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo.functional import uniformity_mce_loss
+        >>> d = 4
+        >>> frame = torch.eye(d, dtype=torch.float64).repeat(2, 1)  # (1/B) Z^T Z = I/d
+        >>> collapsed = torch.ones(8, d, dtype=torch.float64)
+        >>> bool(uniformity_mce_loss(frame) < uniformity_mce_loss(collapsed))
+        True
+    """
+    fn = "uniformity_mce_loss"
+    zs, _, _, mce = _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius)
+    return _run(fn, views[0], lambda: torch.stack([mce(z) for z in zs]).mean())
+
+
+def uniformity_mkl_loss(
+    *views: torch.Tensor,
+    lam: float | None = None,
+    method: str = "exact",
+    order: int = 4,
+    gather_distributed: bool = False,
+    check_radius: bool = True,
+) -> torch.Tensor:
+    r"""Uniformity-MKL loss (paper eq. 17), averaged over the views given.
+
+    .. math:: \mathcal{L}_{\mathrm{UMKL}} = \mathrm{MKL}\Big(\tfrac1d I_d + \lambda I_d \,\Big\|\,
+              \tfrac1B Z^\top Z + \lambda I_d\Big)
+              = \mathcal{L}_{\mathrm{UMCE}} - \mathrm{ME}\big((\tfrac1d + \lambda) I_d\big),
+
+    non-negative, and zero exactly at :math:`\frac1B Z^\top Z = \frac1d I`.
+    Arguments as in :func:`uniformity_mce_loss`.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo.functional import uniformity_mkl_loss
+        >>> frame = torch.eye(4, dtype=torch.float64).repeat(2, 1)
+        >>> bool(abs(uniformity_mkl_loss(frame)) < 1e-12)
+        True
+    """
+    fn = "uniformity_mkl_loss"
+    zs, d, lam, mce = _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius)
+    c = 1.0 / d + lam
+    entropy_p = -d * c * math.log(c) + d * c
+    return _run(fn, views[0], lambda: torch.stack([mce(z) for z in zs]).mean() - entropy_p)
+
+
+def _check_tcr(fn, views, eps, method, order):
+    _check_views(fn, views)
+    _common_checks(fn, method, order)
+    check_number(fn, "eps", eps, minimum=0.0, strict=True)
+
+
+def tcr_loss(
+    *views: torch.Tensor,
+    eps: float = 0.2,
+    method: str = "exact",
+    order: int = 4,
+    gather_distributed: bool = False,
+    check_radius: bool = True,
+) -> torch.Tensor:
+    r"""Total coding rate loss (paper eq. 6), averaged over the views given.
+
+    .. math:: \mathcal{L}_{\mathrm{TCR}} = -\frac12 \log\det\Big(I_d + \frac{d}{B\,\epsilon^2} Z^\top Z\Big)
+
+    on l2-normalized rows. **``eps`` is** :math:`\epsilon^2` (already squared),
+    as in EMP-SSL's and MCR²'s code, whose default 0.2 is ours. Minimizing this
+    loss *maximizes* the coding rate (the log-det is negated): collapse is
+    penalized. (lightly 1.6's ``EMPSSLLoss`` has the opposite sign.)
+
+    For ``B >= d`` it is minimized on the sphere at :math:`\frac1B Z^\top Z = \frac1d I`
+    (Thm. 4.5); for ``B < d`` at orthonormal rows (:math:`Z Z^\top = I_B`).
+    ``method="exact"`` (default) takes a Cholesky log-determinant on the smaller
+    side; ``method="taylor"`` expands :math:`\log(I + X)` to ``order`` (order 1
+    is SimSiam/BYOL's trace, order 2 adds Barlow Twins' Frobenius term, eq. 18)
+    and converges only when :math:`\frac{d}{B\epsilon^2}\lambda_{\max}(Z^\top Z) < 1`.
+
+    Args:
+        *views: one or more ``(B, d)`` embeddings (the EMP-SSL patches).
+        eps: :math:`\epsilon^2 > 0`.
+        method, order, gather_distributed, check_radius: as elsewhere.
+
+    Returns:
+        0-d tensor to minimize.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo.functional import tcr_loss
+        >>> spread = torch.eye(4, dtype=torch.float64).repeat(2, 1)
+        >>> collapsed = torch.ones(8, 4, dtype=torch.float64)
+        >>> bool(tcr_loss(spread) < tcr_loss(collapsed))  # collapse is penalized
+        True
+    """
+    fn = "tcr_loss"
+    _check_tcr(fn, views, eps, method, order)
+    zs = _prepare(gather_distributed, *views)
+    B, d = zs[0].shape
+    scale = d / (B * eps)
+    return _run(fn, views[0], lambda: torch.stack(
+        [-0.5 * _trace_log_autocov(fn, z, 1.0, scale, method, order, check_radius) for z in zs]).mean())
+
+
+def emp_tcr_loss(
+    *views: torch.Tensor,
+    eps: float = 0.2,
+    mu: float = 0.5,
+    method: str = "exact",
+    order: int = 4,
+    gather_distributed: bool = False,
+    check_radius: bool = True,
+) -> torch.Tensor:
+    r"""Coding rate of the concatenated views (paper eq. 9).
+
+    Each view is l2-normalized, then the ``n`` views of a sample are
+    concatenated into :math:`\tilde z \in \mathbb{R}^{n d}`:
+
+    .. math:: \mathcal{L}_{\mathrm{EMP\text{-}TCR}} = -\mu \log\det\Big(I_{nd} + \frac{nd}{B\,\epsilon^2} \tilde Z^\top \tilde Z\Big).
+
+    The paper writes ``d`` in the scale; we use the dimension of
+    :math:`\tilde z`, ``n d``, and divide by ``n`` the squared row norm so
+    that rows of :math:`\tilde Z` have unit norm (our reading; with ``n = 1``
+    it is :func:`tcr_loss` with ``mu = 1/2``). ``eps`` is :math:`\epsilon^2`.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo.functional import emp_tcr_loss, tcr_loss
+        >>> z = torch.randn(16, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> bool(torch.isclose(emp_tcr_loss(z), tcr_loss(z)))
+        True
+    """
+    fn = "emp_tcr_loss"
+    _check_tcr(fn, views, eps, method, order)
+    check_number(fn, "mu", mu, minimum=0.0)
+    zs = _prepare(gather_distributed, *views)
+    n = len(zs)
+    B, d = zs[0].shape
+    Z = torch.cat(zs, dim=1) / math.sqrt(n)
+    scale = n * d / (B * eps)
+    return _run(fn, views[0], lambda: -mu * _trace_log_autocov(fn, Z, 1.0, scale, method, order, check_radius))
+
+
+def emp_ssl_loss(
+    *views: torch.Tensor,
+    eps: float = 0.2,
+    invariance_weight: float = 200.0,
+    tcr_weight: float = 1.0,
+    method: str = "exact",
+    order: int = 4,
+    gather_distributed: bool = False,
+    check_radius: bool = True,
+) -> torch.Tensor:
+    r"""EMP-SSL's total loss over ``n`` patches (views) of each sample.
+
+    .. math:: \mathcal{L} = \frac{w_{\mathrm{tcr}}}{n}\sum_{i=1}^n \mathcal{L}_{\mathrm{TCR}}(Z_i)
+              - \frac{w_{\mathrm{inv}}}{n}\sum_{i=1}^n \frac1B \sum_{b=1}^B \cos(z_{i,b}, \bar z_b),
+              \qquad \bar z_b = \frac1n \sum_i z_{i,b},
+
+    with the EMP-SSL defaults ``invariance_weight = 200``, ``tcr_weight = 1``,
+    ``eps`` :math:`= \epsilon^2 = 0.2` (REFERENCES.md section 4). The mean
+    :math:`\bar z` is not detached.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo.functional import emp_ssl_loss
+        >>> g = torch.Generator().manual_seed(0)
+        >>> z = torch.randn(32, 8, generator=g, dtype=torch.float64)
+        >>> noise = torch.randn(4, 32, 8, generator=g, dtype=torch.float64)
+        >>> close = emp_ssl_loss(*(z + 0.01 * e for e in noise))
+        >>> far = emp_ssl_loss(*(z + 3.0 * e for e in noise))
+        >>> bool(close < far)
+        True
+    """
+    fn = "emp_ssl_loss"
+    _check_tcr(fn, views, eps, method, order)
+    check_number(fn, "invariance_weight", invariance_weight, minimum=0.0)
+    check_number(fn, "tcr_weight", tcr_weight, minimum=0.0)
+    zs = _prepare(gather_distributed, *views)
+    B, d = zs[0].shape
+    scale = d / (B * eps)
+
+    def compute():
+        tcr = torch.stack([-0.5 * _trace_log_autocov(fn, z, 1.0, scale, method, order, check_radius) for z in zs])
+        mean = torch.stack(zs).mean(dim=0)
+        cos = torch.stack([F.cosine_similarity(z, mean, dim=1).mean() for z in zs])
+        return tcr_weight * tcr.mean() - invariance_weight * cos.mean()
+
+    return _run(fn, views[0], compute)
+
+
+# --------------------------------------------------------------------------- #
+# MEC                                                                          #
+# --------------------------------------------------------------------------- #
+def mec_loss(
+    online: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    eps: float = 64.0,
+    lam_scale: float = 1.0,
+    order: int = 4,
+    method: str = "taylor",
+    gather_distributed: bool = False,
+    check_radius: bool = True,
+) -> torch.Tensor:
+    r"""Maximum entropy coding loss (paper eq. 8) as optimized by the MEC authors.
+
+    With l2-normalized rows and :math:`\lambda = \frac{d}{B \epsilon^2}`
+    (``eps`` is :math:`\epsilon^2`, default 64, as the authors' ``--eps``):
+
+    .. math:: \mathcal{L}_{\mathrm{MEC}} = -\frac{\epsilon^2}{d}
+              \operatorname{tr}\log\big(I_B + \lambda\, Z P^\top\big)
+              = -\frac{1}{B\lambda}\log\det\big(I_d + \lambda\, P^\top Z\big),
+
+    the log taken by its order-``order`` Taylor series (default 4, the
+    authors'), or exactly with ``method="exact"`` (LU log-determinant on the
+    smaller side; NaN with a warning if the determinant is not positive).
+    Its first-order term is :math:`-\frac1B\sum_i \cos(z_i, p_i)`. The
+    :math:`\mu = (B + d)/2` of eq. 8 only scales the authors' logged value;
+    here the scale is :math:`\frac{1}{B\lambda}`, as in the optimized loss.
+    Eq. 19 writes it as a matrix cross-entropy:
+    :math:`\mathrm{MCE}(I, I + \lambda P^\top Z) - \operatorname{tr}(I + \lambda P^\top Z)`.
+
+    Convergence and warm-up: the series needs the spectral radius of
+    :math:`\lambda Z P^\top` below 1. For a collapsed batch it equals
+    :math:`d/\epsilon^2` (32 at ``d = 2048``), where the order-4 value is
+    meaningless; the authors therefore start :math:`\lambda` at
+    :math:`\lambda/8` and raise it linearly to :math:`\lambda` over 10 epochs.
+    ``lam_scale`` multiplies :math:`\lambda` for that warm-up; the loss is
+    normalized by the scaled :math:`\lambda`, so that its first-order term stays
+    :math:`-\frac1B\sum_i \cos(z_i, p_i)` throughout the warm-up.
+
+    Args:
+        online: ``(B, d)`` online embeddings (gradient flows here).
+        target: ``(B, d)`` target embeddings (not detached by the loss).
+        eps: :math:`\epsilon^2 > 0`.
+        lam_scale: warm-up multiplier of :math:`\lambda` in ``(0, 1]``.
+        order, method, gather_distributed, check_radius: as elsewhere.
+
+    Returns:
+        0-d tensor to minimize.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo.functional import mec_loss
+        >>> g = torch.Generator().manual_seed(0)
+        >>> z = torch.randn(256, 16, generator=g, dtype=torch.float64)
+        >>> p = z + 0.1 * torch.randn(256, 16, generator=g, dtype=torch.float64)
+        >>> bool(abs(mec_loss(z, p) - mec_loss(z, p, method="exact")) < 1e-3)
+        True
+    """
+    fn = "mec_loss"
+    check_embeddings(fn, ("online", "target"), online, target)
+    _common_checks(fn, method, order)
+    check_number(fn, "eps", eps, minimum=0.0, strict=True)
+    check_number(fn, "lam_scale", lam_scale, minimum=0.0, strict=True)
+    z, p = _prepare(gather_distributed, online, target)
+    B, d = z.shape
+    lam = lam_scale * d / (B * eps)
+
+    def compute():
+        if method == "exact":
+            trace_log = sylvester_logdet(z, p, scale=lam)
+        else:
+            M = lam * _smaller_side(p, z, 1.0)
+            if check_radius:
+                _warn_radius(fn, M.detach(), 1.0, min(B, d), "lambda * Z P^T")
+            trace_log = _trace_log_taylor(M, min(B, d), 1.0, order)
+        return -trace_log / (B * lam)
+
+    return _run(fn, online, compute)
