@@ -4,8 +4,9 @@ Embeddings are ``(B, d)`` tensors whose rows are samples (the paper writes the
 transpose, ``d x B``). Every function returns a scalar to be minimized.
 """
 
-from . import _classic, _matrix
+from . import _classic, _llm, _matrix
 from ._classic import *  # noqa: F401,F403
+from ._llm import *  # noqa: F401,F403
 from ._matrix import *  # noqa: F401,F403
 
-__all__ = sorted(_classic.__all__ + _matrix.__all__)
+__all__ = sorted(_classic.__all__ + _llm.__all__ + _matrix.__all__)

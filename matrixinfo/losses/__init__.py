@@ -6,8 +6,9 @@ its branches, the online branch comes first and the target branch second.
 Every loss returns a scalar to be minimized.
 """
 
-from . import _classic, _matrix
+from . import _classic, _llm, _matrix
 from ._classic import *  # noqa: F401,F403
+from ._llm import *  # noqa: F401,F403
 from ._matrix import *  # noqa: F401,F403
 
-__all__ = sorted(_classic.__all__ + _matrix.__all__)
+__all__ = sorted(_classic.__all__ + _llm.__all__ + _matrix.__all__)
