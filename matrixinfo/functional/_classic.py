@@ -391,6 +391,9 @@ def negative_cosine_similarity_loss(online: torch.Tensor, target: torch.Tensor) 
     ``0.5 * (loss(p1, z2.detach()) + loss(p2, z1.detach()))``; the stop-gradient
     is the caller's: the loss does not detach ``target``.
 
+    A per-sample mean needs no ``gather_distributed``: DDP's averaging of the
+    per-process means already gives the gradient of the global mean.
+
     In the unified view (paper section 4) this is the first-order term of the
     Taylor expansion of the total coding rate (eq. 18), a trace
     :math:`\operatorname{tr}(Z_1 Z_2^\top)`: it measures alignment only and is
@@ -435,6 +438,9 @@ def byol_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     the batch; this is the per-sample mean. The authors symmetrize over the two
     views and compute the target without gradient: the loss does not detach
     ``target``.
+
+    A per-sample mean needs no ``gather_distributed`` (see
+    :func:`negative_cosine_similarity_loss`).
 
     In the unified view it is, like SimSiam's loss, the first-order term of the
     Taylor expansion of the total coding rate (eq. 18), plus a constant.
@@ -556,7 +562,18 @@ def spectral_contrastive_loss(
 class CorInfoMaxState(NamedTuple):
     """Running estimates of :func:`corinfomax_loss`, one per branch, float64,
     without gradient: covariances ``R1``, ``R2`` of shape ``(d, d)`` and means
-    ``mu1``, ``mu2`` of shape ``(d,)``."""
+    ``mu1``, ``mu2`` of shape ``(d,)``. A :class:`~typing.NamedTuple`: it
+    unpacks as ``R1, R2, mu1, mu2``.
+
+    Examples:
+        >>> from matrixinfo.functional import CorInfoMaxState
+        >>> state = CorInfoMaxState.initial(2)  # identity covariances, zero means
+        >>> state.R1
+        tensor([[1., 0.],
+                [0., 1.]], dtype=torch.float64)
+        >>> state.mu2
+        tensor([0., 0.], dtype=torch.float64)
+    """
 
     R1: torch.Tensor
     R2: torch.Tensor
