@@ -67,19 +67,41 @@ def _phi_divided_difference(w: torch.Tensor) -> torch.Tensor:
     return torch.where(close, _phi_prime(0.5 * (a + b)), (_phi(a) - _phi(b)) / d_safe)
 
 
-class _Phi(torch.autograd.Function):
+def _sqrt_divided_difference(w: torch.Tensor) -> torch.Tensor:
+    """``(sqrt a - sqrt b) / (a - b) = 1 / (sqrt a + sqrt b)``, capped where both vanish."""
+    r = w.clamp_min(0).sqrt()
+    floor = torch.finfo(w.dtype).eps ** 0.5 * r.amax(-1, keepdim=True).unsqueeze(-1).clamp_min(torch.finfo(w.dtype).tiny)
+    return 1.0 / torch.maximum(r.unsqueeze(-1) + r.unsqueeze(-2), floor)
+
+
+_FUNCTIONS = {
+    # name: (f on clamped eigenvalues, first divided differences)
+    "phi": (_phi, _phi_divided_difference),
+    "sqrt": (lambda w: w.sqrt(), _sqrt_divided_difference),
+}
+
+
+class _SymmetricFunction(torch.autograd.Function):
+    """``f(G)`` for symmetric PSD ``G`` with a
+    Daleckii-Krein backward ``U (DD_f o (U^T sym(grad) U)) U^T``: finite at
+    repeated eigenvalues, where autograd through eigh is NaN."""
+
     @staticmethod
-    def forward(ctx, G: torch.Tensor):  # type: ignore[override]
+    def forward(ctx, G: torch.Tensor, name: str):  # type: ignore[override]
         w, U = torch.linalg.eigh(_spectral.symmetrize(G))
-        w = w.clamp_min(0)  # G is a Gram matrix: PSD up to rounding
+        # G is PSD up to rounding. phi is analytic on (-1, inf): rounding
+        # noise below 0 is kept, so that the function stays smooth at 0;
+        # sqrt is not, and its argument is clamped.
+        w = w.clamp_min(0) if name == "sqrt" else w.clamp_min(-0.5)
         ctx.save_for_backward(w, U)
-        return (U * _phi(w).unsqueeze(-2)) @ U.mT
+        ctx.name = name
+        return (U * _FUNCTIONS[name][0](w).unsqueeze(-2)) @ U.mT
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         w, U = ctx.saved_tensors
         inner = U.mT @ _spectral.symmetrize(grad) @ U
-        return U @ (_phi_divided_difference(w) * inner) @ U.mT
+        return U @ (_FUNCTIONS[ctx.name][1](w) * inner) @ U.mT, None
 
 
 # --------------------------------------------------------------------------- #
@@ -136,21 +158,51 @@ def _target_support(target: torch.Tensor, soft: bool, top_k: int):
     return idx, weights, rest
 
 
-def _mce_topk(q, E, idx_t, w_t, rest_t, top_k, eps):
-    r"""``-tr(P log Qt) + tr(Qt)`` per token, with
-    ``Qt = E_K^T diag(q_K) E_K + alpha I``, ``alpha = (1 - sum q_K) / d + eps``."""
+def _residual_basis(E: torch.Tensor, weights: torch.Tensor, rank: int) -> torch.Tensor:
+    """Orthonormal ``(d, rank)`` basis of the top eigenvectors of the
+    probability-weighted embedding second moment ``E^T diag(weights) E``
+    (shared by all tokens; held constant: no gradient flows through it)."""
+    with torch.no_grad():
+        M = E.mT @ (weights.unsqueeze(-1) * E)
+        _, U = torch.linalg.eigh(M)
+        return U[:, -rank:]
+
+
+def _mce_topk(q, E, idx_t, w_t, rest_t, top_k, rank, eps):
+    r"""``-tr(P log Qt) + tr(Qt)`` per token, with ``Qt`` the top-k tokens
+    plus the rest of ``Q`` compressed onto a shared rank-``rank`` subspace and
+    an isotropic remainder; see :func:`matrix_llm_loss`."""
     N, n = q.shape
     d = E.shape[1]
     k = min(top_k, n)
     q_k, idx_k = q.topk(k, dim=-1)
-    alpha = (1.0 - q_k.sum(-1)).clamp_min(0) / d + eps  # (N,)
-    E_k = E[idx_k]  # (N, k, d)
-    Fk = q_k.clamp_min(0).sqrt().unsqueeze(-1) * E_k / alpha.sqrt()[:, None, None]  # A = F / sqrt(alpha)
-    G = Fk @ Fk.mT  # (N, k, k)
-    phiG = _Phi.apply(G)
+    # The target tokens are kept too (their own direction matters most in
+    # e_t^T log Q e_t): weight q_t unless already among the top k.
+    already = (idx_t.unsqueeze(-1) == idx_k.unsqueeze(-2)).any(-1)
+    q_t = torch.where(already, torch.zeros_like(w_t), q.gather(-1, idx_t))
+    idx_kept = torch.cat([idx_k, idx_t], dim=-1)
+    q_kept = torch.cat([q_k, q_t], dim=-1)
+    q_rest = q.scatter(-1, idx_kept, 0.0)  # (N, n): the mass outside the kept tokens
+    r = q_rest.sum(-1)
+    rows = [q_kept.clamp_min(0).sqrt().unsqueeze(-1) * E[idx_kept]]  # (N, k + t, d)
+    m = min(rank, d - 1) if k < n else 0
+    if m > 0:
+        U = _residual_basis(E, q_rest.mean(0), m)  # (d, m)
+        Y = E @ U  # (n, m)
+        C = (q_rest @ (Y.unsqueeze(-1) * Y.unsqueeze(-2)).reshape(n, m * m)).reshape(N, m, m)  # U^T Q_rest U
+        beta = (r - C.diagonal(dim1=-2, dim2=-1).sum(-1)).clamp_min(0) / (d - m)
+        eye = torch.eye(m, dtype=q.dtype, device=q.device)
+        R = _SymmetricFunction.apply(C - beta[:, None, None] * eye, "sqrt")  # (C - beta I)_+^(1/2)
+        rows.append(R @ U.mT)
+        alpha = beta + eps
+    else:
+        alpha = r / d + eps
+    A = torch.cat(rows, dim=1) / alpha.sqrt()[:, None, None]  # Qt = alpha (I + A^T A)
+    G = A @ A.mT
+    phiG = _SymmetricFunction.apply(G, "phi")
     # e_t^T log(Qt) e_t = log(alpha) |e_t|^2 + h^T phi(G) h,  h = A e_t.
     E_t = E[idx_t]  # (N, t, d)
-    h = Fk @ E_t.mT  # (N, k, t)
+    h = A @ E_t.mT  # (N, k + m, t)
     quad = (h * (phiG @ h)).sum(-2)  # (N, t)
     log_alpha = torch.log(alpha)
     per_target = log_alpha[:, None] * E_t.square().sum(-1) + quad
@@ -181,7 +233,8 @@ def matrix_llm_loss(
     *,
     mce_weight: float = 1.0,
     method: str = "topk",
-    top_k: int = 64,
+    top_k: int = 32,
+    rank: int = 32,
     eps: float = 1e-6,
     ignore_index: int = -100,
 ) -> torch.Tensor:
@@ -219,23 +272,42 @@ def matrix_llm_loss(
         the reference, for small vocabularies.
 
     ``"topk"`` (default)
-        Never forms a ``d x d`` matrix. :math:`Q` is approximated by its
-        ``top_k`` most probable tokens plus the remaining probability mass
-        :math:`r` spread isotropically,
-        :math:`\tilde Q = E_K^\top \operatorname{diag}(q_K) E_K + \alpha I`,
-        :math:`\alpha = r/d + \varepsilon` (the isotropic term has the trace of
-        the part it replaces). Since :math:`\tilde Q = \alpha (I + A^\top A)` with
-        :math:`A = \operatorname{diag}(\sqrt{q_K}) E_K / \sqrt\alpha` (``k x d``),
-        :math:`e^\top \log\tilde Q\, e = \log\alpha\,\|e\|^2 + (Ae)^\top \varphi(AA^\top) (Ae)`
-        with :math:`\varphi(x) = \log(1+x)/x` evaluated by a ``k x k`` eigh
-        per token (Daleckii-Krein backward). Probability targets are treated
-        the same way (their top ``top_k`` entries plus an isotropic rest).
-        :math:`\operatorname{tr} Q` is exact. Cost
-        :math:`O(N k^2 d + N k^3)`. The approximation is exact when the softmax
-        has at most ``top_k`` nonzero entries, and accurate when the mass
-        outside the top ``k`` is small or spread over many embeddings that are
-        isotropic on average; its measured error against ``"exact"`` is in the
-        docs (peaked and flat softmaxes, random and anisotropic embeddings).
+        Never forms a ``d x d`` matrix per token. :math:`Q` is split into the
+        kept tokens :math:`K` (the ``top_k`` most probable ones and the target
+        tokens) and the rest :math:`Q_{\mathrm{rest}} = \sum_{j \notin K} q_j e_j e_j^\top`,
+        which is compressed onto a shared orthonormal basis :math:`U`
+        (``d x rank``: the top eigenvectors of :math:`E^\top \operatorname{diag}(\bar q_{\mathrm{rest}}) E`,
+        held constant for the gradient) with an isotropic remainder:
+
+        .. math::
+            \tilde Q = E_K^\top \operatorname{diag}(q_K) E_K + U C U^\top + \beta (I - U U^\top) + \varepsilon I,
+            \quad C = U^\top Q_{\mathrm{rest}} U, \quad
+            \beta = \frac{\operatorname{tr} Q_{\mathrm{rest}} - \operatorname{tr} C}{d - \mathrm{rank}} .
+
+        :math:`C` is exact per token (one ``(N, n) @ (n, rank^2)`` matmul), and
+        the remainder has the trace of what it replaces. Writing
+        :math:`\tilde Q = \alpha (I + A^\top A)` with :math:`\alpha = \beta + \varepsilon`
+        and :math:`A` of ``k + t + rank`` rows,
+        :math:`e^\top \log\tilde Q\, e = \log\alpha\,\|e\|^2 + (Ae)^\top \varphi(AA^\top) (Ae)`,
+        :math:`\varphi(x) = \log(1+x)/x`, evaluated by a small eigh per token
+        with a Daleckii-Krein backward (finite at repeated eigenvalues).
+        Probability targets keep their top ``top_k`` entries and spread the
+        rest isotropically. :math:`\operatorname{tr} Q` is exact. It is exact
+        when ``top_k >= n``. Measured against ``"exact"`` in float64 (N = 8,
+        random targets, ``n = 2048, d = 64`` and ``n = 4096, d = 128``,
+        Gaussian logits at temperatures 8, 3, 1, 0.1; isotropic random
+        embeddings and anisotropic ones with a decaying spectrum and a common
+        direction): at most 0.9% relative error of the loss (2.9% of the MCE
+        term alone, peaked softmax with isotropic embeddings), typically
+        0.01-0.3%. With ``rank=0`` (isotropic rest only) the error reaches 22%
+        for flat softmaxes over anisotropic embeddings. Gradients (``n = 512, d = 16``):
+        2.3% relative error for the logits, 13% for the embedding.
+
+        In float32 the ``"exact"`` path is limited by the eigenvalue floor of
+        :func:`matrixinfo.matrix_log` (``d * 1.2e-7 * lambda_max``, larger than
+        ``eps``): compute references in float64. The ``"topk"`` path keeps the
+        small eigenvalues exactly (``alpha`` is explicit) and matched the
+        float64 reference to 4e-8 in float32 on a peaked case.
 
     Args:
         logits: ``(N, n)`` (or ``(*, n)``, flattened) unnormalized scores.
@@ -244,7 +316,9 @@ def matrix_llm_loss(
         embedding: ``(n, d)`` token embeddings (pass the LM head's weight).
         mce_weight: weight :math:`w` of the MCE term (``1.0`` as in eq. 23).
         method: ``"topk"`` or ``"exact"``.
-        top_k: number of tokens kept by ``"topk"``.
+        top_k: number of most probable tokens kept by ``"topk"``.
+        rank: dimension of the shared subspace for the rest (``"topk"``; 0 for
+            an isotropic rest only).
         eps: :math:`\varepsilon > 0`.
         ignore_index: target value to skip (class-index targets).
 
@@ -265,6 +339,7 @@ def matrix_llm_loss(
     """
     fn = "matrix_llm_loss"
     _check(fn, logits, target, embedding, method, top_k, mce_weight, eps, ignore_index)
+    check_int(fn, "rank", rank, 0)
     n = logits.shape[-1]
     soft = target.is_floating_point()
     logits = logits.reshape(-1, n)
@@ -291,6 +366,6 @@ def matrix_llm_loss(
                 mce = _mce_exact(q, E, target, soft, eps)
             else:
                 idx_t, w_t, rest_t = _target_support(target, soft, top_k)
-                mce = _mce_topk(q, E, idx_t, w_t.to(work), rest_t, top_k, eps)
+                mce = _mce_topk(q, E, idx_t, w_t.to(work), rest_t, top_k, rank, eps)
             value = value + mce_weight * mce
         return value.mean().to(out_dtype)
