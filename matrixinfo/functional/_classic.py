@@ -2,7 +2,7 @@ r"""Classic self-supervised losses in the paper's unified view: Barlow Twins,
 VICReg, SimCLR (NT-Xent), SimSiam's negative cosine, BYOL, the spectral
 contrastive loss and CorInfoMax.
 
-Each function reproduces its authors' definition (REFERENCES.md section 5) and
+Each function reproduces its authors' definition (see :doc:`/reproducing`) and
 says where it sits in the paper's matrix-information view (section 4): the
 first- and second-order terms of the Taylor expansion of the total coding rate
 (eq. 18), matrix cross-entropy with an element-wise logarithm (Prop. 4.3), or
@@ -146,8 +146,8 @@ def barlow_twins_loss(
         c = \frac{1}{B} \hat Z_1^\top \hat Z_2 \in \mathbb{R}^{d \times d}, \qquad
         \mathcal{L}_{BT} = \sum_i (1 - c_{ii})^2 + \lambda \sum_i \sum_{j \ne i} c_{ij}^2 .
 
-    This is the authors' definition (facebookresearch/barlowtwins; REFERENCES.md
-    section 5), including its scale: a sum over the ``d x d`` cross-correlation,
+    This is the authors' definition (facebookresearch/barlowtwins),
+    including its scale: a sum over the ``d x d`` cross-correlation,
     not a mean.
 
     In the unified view (paper eq. 18) the off-diagonal term is the
@@ -224,7 +224,7 @@ def vicreg_loss(
             \max\!\big(0, 1 - \sqrt{\sigma_{v,k}^2 + \epsilon}\big)
         + \nu \sum_{v=1}^{2} \frac{1}{d} \sum_{j \ne k} (C_v)_{jk}^2 .
 
-    As in facebookresearch/vicreg (REFERENCES.md section 5): the variance
+    As in facebookresearch/vicreg: the variance
     hinge is the AVERAGE over the two views (solo-learn's is their sum, twice
     as large), the covariance term is the SUM over the two views, each divided
     by ``d``. Defaults ``25, 25, 1`` and ``eps = 1e-4`` are the authors' and
@@ -309,7 +309,7 @@ def simclr_loss(
             \Big[-s_{a,p(a)} + \log \sum_{k \ne a} \exp(s_{ak})\Big].
 
     This is the definition lightly, solo-learn and pytorch-metric-learning
-    agree on at equal temperature (REFERENCES.md section 5). Default
+    agree on at equal temperature. Default
     temperature 0.5 is lightly's (solo-learn 0.1, pytorch-metric-learning
     0.07). Rows are normalized in float32 (or float64) with norms floored at
     1e-8, so half-precision inputs do not underflow (lightly issue 1259).
@@ -499,8 +499,8 @@ def spectral_contrastive_loss(
         \mathcal{L} = \frac{1}{\mu}\Big[-\frac{2}{B} \sum_{i} z_{1,i}^\top z_{2,i}
             + \frac{1}{B(B-1)} \sum_{i \ne j} \big(z_{1,i}^\top z_{2,j}\big)^2\Big].
 
-    As in jhaochenz96/spectral_contrastive_learning (``models/spectral.py``;
-    REFERENCES.md section 5). Default ``mu = 1`` is the authors' CIFAR value
+    As in jhaochenz96/spectral_contrastive_learning (``models/spectral.py``).
+    Default ``mu = 1`` is the authors' CIFAR value
     (ImageNet: 10).
 
     In the unified view (paper sections 3.1 and 5.1) the first term is the
@@ -632,7 +632,7 @@ def corinfomax_loss(
         \mathcal{L} = \alpha \,\frac{1}{Bd}\|Z_1 - Z_2\|_F^2
             - \frac{1}{d}\Big[\log\det(R_1' + \epsilon I) + \log\det(R_2' + \epsilon I)\Big].
 
-    As in serdarozsoy/corinfomax-ssl (``loss.py``; REFERENCES.md section 5):
+    As in serdarozsoy/corinfomax-ssl (``loss.py``):
     the history :math:`m_v, R_v` carries no gradient, the current batch
     (through :math:`\bar z_v` and :math:`Z_v`) does; the covariance and the
     log-determinants are computed in float64 with autocast disabled (here by

@@ -1,7 +1,8 @@
 r"""Matrix-LLM loss: token cross-entropy plus matrix cross-entropy over token
 embeddings (paper appendix B, eq. 23).
 
-No code was released by the paper's authors (REFERENCES.md section 2); this
+No code was released by the paper's authors (their Matrix-LLM repository
+holds only a README); this
 is a reference implementation of eq. 23, and the choices the paper leaves
 open (normalization, regularization of :math:`\log Q`, reduction, the
 scalable approximation) are ours and documented in :func:`matrix_llm_loss`.
@@ -349,7 +350,8 @@ def matrix_llm_loss(
         ignore_index: target value to skip (class-index targets).
 
     Returns:
-        0-d tensor to minimize (NaN-free; 0 with no non-ignored token).
+        0-d tensor to minimize (0 with no non-ignored token); float32 for
+        half-precision inputs.
 
     Examples:
         >>> import torch
@@ -370,7 +372,6 @@ def matrix_llm_loss(
     soft = target.is_floating_point()
     logits = logits.reshape(-1, n)
     target = target.reshape(-1, n) if soft else target.reshape(-1)
-    out_dtype = logits.dtype
     work = _spectral.compute_dtype(torch.promote_types(logits.dtype, embedding.dtype))
     with _spectral.full_precision(logits.device.type):
         logits = logits.to(work)
@@ -382,7 +383,7 @@ def matrix_llm_loss(
             keep = target != ignore_index
             logits, target = logits[keep], target[keep]
         if logits.shape[0] == 0:
-            return (embedding.sum() * 0 + logits.sum() * 0).to(out_dtype)
+            return embedding.to(work).sum() * 0 + logits.sum() * 0
         logq = torch.log_softmax(logits, dim=-1)
         ce = -(target * logq).sum(-1) if soft else -logq.gather(-1, target[:, None]).squeeze(-1)
         value = ce
@@ -394,4 +395,4 @@ def matrix_llm_loss(
                 idx_t, w_t, rest_t = _target_support(target, soft, top_k)
                 mce = _mce_topk(q, E, idx_t, w_t.to(work), rest_t, top_k, rank, eps)
             value = value + mce_weight * mce
-        return value.mean().to(out_dtype)
+        return value.mean()

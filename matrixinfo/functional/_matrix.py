@@ -26,7 +26,8 @@ or a trace of a product with one. Two methods compute it:
     Daleckii-Krein backward otherwise.
 
 Spectral work runs in float32 (float64 inputs stay float64) with autocast
-disabled; the result is returned in the input dtype.
+disabled; for float16/bfloat16 inputs the loss is returned in float32, like
+PyTorch's own losses under autocast.
 """
 
 from __future__ import annotations
@@ -198,10 +199,11 @@ def _center(z: torch.Tensor) -> torch.Tensor:
 
 
 def _run(fn, ref: torch.Tensor, compute):
-    """Run ``compute()`` with autocast off and cast back to ``ref``'s dtype."""
+    """Run ``compute()`` with autocast off. The result stays in the compute
+    dtype: float32 for half-precision inputs (as PyTorch's own losses under
+    autocast), so that the loss is not rounded to 3 significant digits."""
     with _spectral.full_precision(ref.device.type):
-        out = compute()
-    return out.to(ref.dtype) if out.dtype != ref.dtype else out
+        return compute()
 
 
 def _check_views(fn: str, views: Sequence[torch.Tensor]) -> None:
@@ -285,7 +287,7 @@ def matrix_kl_uniformity_loss(
     :math:`C = \frac{1}{n} P_c^\top Z_c` is the cross-covariance between the
     target ``P`` and the online ``Z`` branch.
 
-    ``formulation="official"`` (default; the authors' code, REFERENCES.md section 1):
+    ``formulation="official"`` (default; the authors' code, ``main_pretrain.py`` of yifanzhang-pro/Matrix-SSL):
 
     .. math:: \mathcal{L}_U = -\lambda \operatorname{tr} \log(C + \mu I_d), \qquad n = B,
 
@@ -429,7 +431,7 @@ def matrix_ssl_loss(
         loss = 0.5 * (matrix_ssl_loss(z1, p2) + matrix_ssl_loss(z2, p1))
 
     With ``mu = 0.5`` the order-4 series is about 1.5% off the exact value
-    (6% in gradient; REFERENCES.md section 1); ``mu = 1`` agrees to ~1e-6.
+    (6% in gradient, measured in float64); ``mu = 1`` agrees to ~1e-6.
 
     Args:
         online: ``(B, d)`` online embeddings (gradient flows here).
@@ -689,7 +691,7 @@ def emp_ssl_loss(
               \qquad \bar z_b = \frac1n \sum_i z_{i,b},
 
     with the EMP-SSL defaults ``invariance_weight = 200``, ``tcr_weight = 1``,
-    ``eps`` :math:`= \epsilon^2 = 0.2` (REFERENCES.md section 4). The mean
+    ``eps`` :math:`= \epsilon^2 = 0.2` (tsb0601/EMP-SSL). The mean
     :math:`\bar z` is not detached.
 
     Examples:
