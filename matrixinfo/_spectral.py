@@ -66,14 +66,18 @@ def symmetrize(A: torch.Tensor) -> torch.Tensor:
 
 def eigenvalue_floor(w: torch.Tensor) -> torch.Tensor:
     """The floor below which eigenvalues of a PSD matrix are indistinguishable
-    from zero: ``n * eps(dtype) * max(|lambda_max|, tiny)``, per matrix.
+    from zero: ``n * eps(dtype) * max(|lambda_max|, sqrt(tiny))``, per matrix.
 
     This is the tolerance NumPy's ``matrix_rank`` uses for singular values.
     It is relative, so a matrix and its rescaling ``c * A`` get the same
     relative treatment across scales."""
     n = w.shape[-1]
     info = torch.finfo(w.dtype)
-    top = w.abs().amax(dim=-1, keepdim=True).clamp_min(info.tiny)
+    # The reference scale is at least sqrt(tiny) (1.5e-154 in float64, 1.1e-19 in
+    # float32): for an all-zero matrix a floor of n * eps * tiny is subnormal, its
+    # reciprocal (the derivative of log there) overflows to inf, and the
+    # Daleckii-Krein backward turned inf - inf into NaN.
+    top = w.abs().amax(dim=-1, keepdim=True).clamp_min(math.sqrt(info.tiny))
     return n * info.eps * top
 
 
@@ -122,6 +126,13 @@ class SymmetricLog(torch.autograd.Function):
     ``U (F o (U^T sym(G) U)) U^T`` with ``F`` the divided differences of log
     (Daleckii & Krein 1965; Higham 2008, Thm. 3.11). Plain autograd through
     ``torch.linalg.eigh`` divides by ``w_i - w_j`` and returns NaN on ties.
+
+    Second derivatives: the ``w, U`` saved by ``forward`` carry no graph, so a
+    backward run with ``create_graph=True`` recomputes them from ``A`` with
+    autograd. Second derivatives are then those of ``eigh``: correct for distinct
+    eigenvalues, NaN at exact ties (loud, like plain autograd). Without this they
+    were silently zero (a wrong Hessian); ``once_differentiable`` would not catch
+    it, because the upstream gradient of ``tr(P log Q)`` does not require grad.
     """
 
     @staticmethod
@@ -129,36 +140,51 @@ class SymmetricLog(torch.autograd.Function):
         w, U = torch.linalg.eigh(symmetrize(A))
         _warn_if_not_psd(fn, w)
         w = torch.maximum(w, eigenvalue_floor(w))
-        ctx.save_for_backward(w, U)
+        ctx.save_for_backward(A, w, U)
         return (U * torch.log(w).unsqueeze(-2)) @ U.mT
 
     @staticmethod
     def backward(ctx, G: torch.Tensor):  # type: ignore[override]
-        w, U = ctx.saved_tensors
+        A, w, U = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: make the result differentiable in A
+            w, U = torch.linalg.eigh(symmetrize(A))
+            w = torch.maximum(w, eigenvalue_floor(w))
         inner = U.mT @ symmetrize(G) @ U
         return U @ (log_divided_difference(w) * inner) @ U.mT, None
 
 
-def spectral_radius_estimate(X: torch.Tensor, iterations: int = 32) -> torch.Tensor:
-    """Estimate the spectral radius of each ``(n, n)`` matrix of ``X`` by power
-    iteration: the geometric mean growth of ``||X^k v||`` over the last quarter
-    of ``iterations`` steps. Works for non-symmetric ``X`` (complex pairs make
-    the norms oscillate; the mean smooths that). Costs ``iterations`` mat-vecs."""
+def spectral_radius_estimate(X: torch.Tensor, iterations: int = 64) -> torch.Tensor:
+    """Estimate the spectral radius of each ``(n, n)`` matrix of ``X`` by block
+    power iteration: ``min(n, 4)`` fixed probe vectors, renormalized each step,
+    and the geometric mean growth of ``||X^k V||_F`` over the second half of
+    ``iterations`` steps. Costs ``4 * iterations`` mat-vecs (for ``n = 2048``
+    and 64 steps, about 1/8 of the flops of one ``n x n`` matmul).
+
+    Several probes and a long window matter for non-symmetric ``X``: with one
+    vector, a dominant complex pair makes ``||X^k v||`` oscillate, and over 1000
+    random Gaussian matrices (n = 2..11) a one-vector, 32-step, last-quarter
+    estimate ranged over 0.79..1.31 times the true radius. This estimate ranges
+    over 0.96..1.03 on the same kind of matrices (0.98..1.00 for symmetric ones,
+    where it approaches the radius from below). Callers warn at the estimate, so
+    within a few percent of the radius the warning is indicative only."""
     with torch.no_grad():
         X = X.detach()
         n = X.shape[-1]
-        # A fixed, generic start vector: no global RNG is touched.
-        v = 1.0 + torch.sin(torch.arange(1, n + 1, dtype=X.dtype, device=X.device) * 1.3)
-        v = (v / v.norm()).expand(*X.shape[:-2], n).unsqueeze(-1)
-        tail = max(iterations // 4, 1)
+        p = min(n, 4)
+        # Fixed, generic start vectors: no global RNG is touched.
+        i = torch.arange(1, n + 1, dtype=X.dtype, device=X.device).unsqueeze(-1)
+        j = torch.arange(1, p + 1, dtype=X.dtype, device=X.device).unsqueeze(0)
+        V = 1.0 + torch.sin(i * (1.3 + 0.7 * j) + j)
+        V = (V / V.norm()).expand(*X.shape[:-2], n, p)
+        start = iterations // 2
         log_growth = torch.zeros(X.shape[:-2], dtype=X.dtype, device=X.device)
         for k in range(iterations):
-            v = X @ v
-            norm = v.norm(dim=(-2, -1)).clamp_min(torch.finfo(X.dtype).tiny)
-            v = v / norm[..., None, None]
-            if k >= iterations - tail:
+            V = X @ V
+            norm = V.norm(dim=(-2, -1)).clamp_min(torch.finfo(X.dtype).tiny)
+            V = V / norm[..., None, None]
+            if k >= start:
                 log_growth = log_growth + torch.log(norm)
-        return torch.exp(log_growth / tail)
+        return torch.exp(log_growth / max(iterations - start, 1))
 
 
 def warn_if_outside_radius(fn: str, X: torch.Tensor, radius: float = 1.0, what: str = "Q - I") -> None:
