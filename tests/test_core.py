@@ -508,7 +508,9 @@ def _gradcheck(fn, *inputs):
 
 GENERIC_GRAD_FUNCTIONS = {
     "matrix_log": lambda a: matrix_log(sym(a)),
-    "matrix_log_taylor": lambda a: matrix_log(sym(a) / 4 + 0.5 * torch.eye(a.shape[-1], dtype=a.dtype), method="taylor"),
+    "matrix_log_taylor": lambda a: matrix_log(
+        sym(a) / 4 + 0.5 * torch.eye(a.shape[-1], dtype=a.dtype), method="taylor"
+    ),
     "matrix_entropy": lambda a: matrix_entropy(sym(a)),
     "von_neumann_entropy": lambda a: von_neumann_entropy(sym(a)),
     "effective_rank": lambda a: effective_rank(sym(a)),
