@@ -135,40 +135,64 @@ def _trace_log_taylor(M_small: torch.Tensor, dim: int, shift: float, order: int)
     return total
 
 
-def _weighted_trace_log_taylor(
-    p: torch.Tensor, z: torch.Tensor, divisor: float, shift: float, order: int
-) -> torch.Tensor:
-    r"""``tr((C_pp + shift I) log_T(C_zz + shift I))`` for centered ``p``, ``z``
-    of shape ``(B, d)``, ``C_xx = x^T x / divisor``, without forming d x d
-    matrices when ``B < d``.
+class _Gram:
+    """The small matrices of a centered (target ``p``, online ``z``) pair,
+    formed once and shared by the uniformity and alignment terms.
+
+    ``B < d``: ``cross = p z^T / n`` (``B x B``; its nonzero spectrum is that of
+    ``C_pz = p^T z / n``) and ``auto = z z^T / n`` (that of ``C_zz``).
+    ``d <= B``: ``cross = p^T z / n = C_pz`` and ``auto = z^T z / n = C_zz`` (``d x d``).
+    Matrices are built lazily: the uniformity term needs only ``cross``."""
+
+    def __init__(self, p: torch.Tensor, z: torch.Tensor, divisor: float):
+        self.p, self.z, self.divisor = p, z, divisor
+        self.gram_side = z.shape[0] < z.shape[1]
+        self._cross = self._auto = None
+
+    @property
+    def cross(self) -> torch.Tensor:
+        if self._cross is None:
+            p, z = self.p, self.z
+            self._cross = (p @ z.mT if self.gram_side else p.mT @ z) / self.divisor
+        return self._cross
+
+    @property
+    def auto(self) -> torch.Tensor:
+        if self._auto is None:
+            z = self.z
+            self._auto = (z @ z.mT if self.gram_side else z.mT @ z) / self.divisor
+        return self._auto
+
+
+def _weighted_trace_log_taylor(g: _Gram, shift: float, order: int) -> torch.Tensor:
+    r"""``tr((C_pp + shift I) log_T(C_zz + shift I))`` for the centered pair of
+    ``g``, ``C_xx = x^T x / n``, without forming d x d matrices when ``B < d``.
 
     With ``S = C_zz``: ``log_T(S + shift I) = sum_j alpha_j S^j`` and we need
     ``u_j = tr(C_pp S^j)`` and ``s_j = tr(S^j)``.
 
-    * ``d <= B``: ``W_a = p S^a``; ``u_j = <W_a, W_b> / divisor`` with a + b = j.
-    * ``B < d``:  ``K = z z^T / divisor``, ``V_a = (p z^T / divisor) K^a``;
-      ``u_j = <V_a, V_b>`` with a + b = j - 1 (since S^j = z^T K^(j-1) z / divisor),
+    * ``d <= B``: ``W_a = p S^a``; ``u_j = <W_a, W_b> / n`` with a + b = j.
+    * ``B < d``:  ``K = z z^T / n``, ``V_a = (p z^T / n) K^a``;
+      ``u_j = <V_a, V_b>`` with a + b = j - 1 (since S^j = z^T K^(j-1) z / n),
       and ``s_j = tr K^j``.
     """
-    B, d = z.shape
+    p, z, divisor = g.p, g.z, g.divisor
+    d = z.shape[1]
     alpha = _taylor_coefficients(order, shift)
     half = (order + 1) // 2
     u = [p.square().sum() / divisor]
-    if d <= B:
-        S = z.mT @ z / divisor
-        s = [torch.as_tensor(float(d), dtype=z.dtype, device=z.device)] + _power_traces(S, order)
+    s = [torch.as_tensor(float(d), dtype=z.dtype, device=z.device)] + _power_traces(g.auto, order)
+    if not g.gram_side:
         W = [p]
         for _ in range(half):
-            W.append(W[-1] @ S)
+            W.append(W[-1] @ g.auto)
         for j in range(1, order + 1):
             a = (j + 1) // 2
             u.append(_inner(W[a], W[j - a]) / divisor)
     else:
-        K = z @ z.mT / divisor
-        s = [torch.as_tensor(float(d), dtype=z.dtype, device=z.device)] + _power_traces(K, order)
-        V = [p @ z.mT / divisor]
+        V = [g.cross]
         for _ in range(order // 2):
-            V.append(V[-1] @ K)
+            V.append(V[-1] @ g.auto)
         for j in range(1, order + 1):
             a = j // 2
             u.append(_inner(V[a], V[j - 1 - a]))
@@ -216,46 +240,55 @@ def _check_views(fn: str, views: Sequence[torch.Tensor]) -> None:
 # --------------------------------------------------------------------------- #
 # Matrix-SSL                                                                   #
 # --------------------------------------------------------------------------- #
-def _uniformity_value(fn, p, z, *, lam, mu, order, method, formulation, check_radius):
-    B, d = z.shape
-    divisor = B if formulation == "official" else B - 1
-    pc, zc = _center(p), _center(z)
+def _divisor(formulation: str, B: int) -> int:
+    return B if formulation == "official" else B - 1
+
+
+def _uniformity_value(fn, g: _Gram, *, lam, mu, order, method, formulation, check_radius):
+    d = g.z.shape[1]
     # P = lam I (official) or (1/d + mu) I (paper, eq. 16/20 with the shift on both sides).
     weight = lam if formulation == "official" else 1.0 / d + mu
     if method == "taylor":
-        M = _smaller_side(pc, zc, divisor)
-        if check_radius:
-            _warn_radius(fn, M.detach(), mu, d, "C(target, online) + mu I - I")
-        trace_log = _trace_log_taylor(M, d, mu, order)
+        # rho(C_pz + (mu - 1) I) <= sqrt(tr C_pp tr C_zz) + |mu - 1| (Cauchy-Schwarz):
+        # the power iteration runs only when this cheap bound does not settle it.
+        bound = float(torch.sqrt(g.p.square().sum() * g.z.square().sum())) / g.divisor + abs(mu - 1.0)
+        if check_radius and bound >= 1.0:
+            _warn_radius(fn, g.cross.detach(), mu, d, "C(target, online) + mu I - I")
+        trace_log = _trace_log_taylor(g.cross, d, mu, order)
     else:
-        # tr log(C + mu I) = d log mu + log det(I + C / mu), C = pc^T zc / divisor.
-        trace_log = d * math.log(mu) + sylvester_logdet(pc.mT, zc.mT, scale=1.0 / (mu * divisor))
+        # tr log(C + mu I) = d log mu + log det(I + C / mu), C = pc^T zc / n.
+        trace_log = d * math.log(mu) + sylvester_logdet(g.p.mT, g.z.mT, scale=1.0 / (mu * g.divisor))
     value = -weight * trace_log
     if formulation == "paper":
         # + tr(Q) = tr(C) + d mu, the term of MCE that the authors' code drops.
-        value = value + _inner(pc, zc) / divisor + d * mu
+        value = value + _inner(g.p, g.z) / g.divisor + d * mu
     return value
 
 
-def _alignment_value(fn, p, z, *, mu, order, method, formulation, check_radius):
-    B, d = z.shape
-    divisor = B if formulation == "official" else B - 1
-    pc, zc = _center(p), _center(z)
+def _alignment_value(fn, g: _Gram, *, mu, order, method, formulation, check_radius):
+    pc, zc, divisor = g.p, g.z, g.divisor
+    d = zc.shape[1]
     if method == "taylor":
-        if check_radius:
-            _warn_radius(fn, _smaller_side(zc, zc, divisor).detach(), mu, d, "C(online, online) + mu I - I")
-        cross = _weighted_trace_log_taylor(pc, zc, divisor, mu, order)
+        # C_zz is PSD: rho(C_zz + (mu - 1) I) <= max(|mu - 1|, tr C_zz + mu - 1).
+        bound = max(abs(mu - 1.0), float(zc.square().sum()) / divisor + mu - 1.0)
+        if check_radius and bound >= 1.0:
+            _warn_radius(fn, g.auto.detach(), mu, d, "C(online, online) + mu I - I")
+        cross = _weighted_trace_log_taylor(g, mu, order)
         if formulation == "official":
             return -cross
-        self_term = _weighted_trace_log_taylor(pc, pc, divisor, mu, order)
+        self_term = _weighted_trace_log_taylor(_Gram(pc, pc, divisor), mu, order)
         # MKL(P || Q) = tr(P log P) - tr(P log Q) - tr P + tr Q.
         return self_term - cross - pc.square().sum() / divisor + zc.square().sum() / divisor
-    eye = torch.eye(d, dtype=z.dtype, device=z.device)
+    eye = torch.eye(d, dtype=zc.dtype, device=zc.device)
     P = pc.mT @ pc / divisor + mu * eye
     Q = zc.mT @ zc / divisor + mu * eye
     if formulation == "paper":
         return matrix_kl_divergence(P, Q)
     return -(P * matrix_log(Q)).sum()
+
+
+def _gram(p, z, formulation) -> _Gram:
+    return _Gram(_center(p), _center(z), _divisor(formulation, z.shape[0]))
 
 
 def _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma=None):
@@ -342,7 +375,7 @@ def matrix_kl_uniformity_loss(
     _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation)
     z, p = _prepare(gather_distributed, online, target)
     return _run(fn, online, lambda: _uniformity_value(
-        fn, p, z, lam=lam, mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
+        fn, _gram(p, z, formulation), lam=lam, mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
 
 
 def matrix_kl_alignment_loss(
@@ -398,7 +431,7 @@ def matrix_kl_alignment_loss(
     _check_matrix_ssl(fn, online, target, None, mu, order, method, formulation)
     z, p = _prepare(gather_distributed, online, target)
     return _run(fn, online, lambda: _alignment_value(
-        fn, p, z, mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
+        fn, _gram(p, z, formulation), mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
 
 
 def matrix_ssl_loss(
@@ -459,9 +492,10 @@ def matrix_ssl_loss(
     opts = dict(mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius)
 
     def compute():
-        value = _uniformity_value(fn, p, z, lam=lam, **opts)
+        g = _gram(p, z, formulation)  # the cross-Gram matrix serves both terms
+        value = _uniformity_value(fn, g, lam=lam, **opts)
         if gamma != 0:
-            value = value + gamma * _alignment_value(fn, p, z, **opts)
+            value = value + gamma * _alignment_value(fn, g, **opts)
         return value
 
     return _run(fn, online, compute)
