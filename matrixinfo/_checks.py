@@ -11,6 +11,7 @@ data, so they cost nothing and never synchronize a GPU.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Iterable, Sequence
 
@@ -22,11 +23,38 @@ _FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 class MatrixInfoValueError(ValueError):
-    """A value or shape given to a matrixinfo function is not acceptable."""
+    """A value or shape given to a matrixinfo function is not acceptable.
+
+    Subclasses :class:`ValueError`; the message names the function, the
+    argument, what was expected and what was given.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo import MatrixInfoValueError, matrix_entropy
+        >>> try:
+        ...     matrix_entropy(torch.zeros(3, 4))
+        ... except MatrixInfoValueError as err:
+        ...     print(err)
+        matrix_entropy: expected A to be a square matrix of shape (*, n, n), got shape (3, 4).
+        >>> issubclass(MatrixInfoValueError, ValueError)
+        True
+    """
 
 
 class MatrixInfoTypeError(TypeError):
-    """A type or dtype given to a matrixinfo function is not acceptable."""
+    """A type or dtype given to a matrixinfo function is not acceptable.
+
+    Subclasses :class:`TypeError`.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo import MatrixInfoTypeError, effective_rank
+        >>> try:
+        ...     effective_rank(torch.eye(3, dtype=torch.int64))
+        ... except MatrixInfoTypeError as err:
+        ...     print(err)
+        effective_rank: expected A to have a real floating dtype (float16, bfloat16, float32 or float64), got torch.int64.
+    """
 
 
 def shape_str(shape: Sequence[int]) -> str:
@@ -123,9 +151,20 @@ def check_number(fn: str, name: str, value, *, minimum: float | None = None, str
     return value
 
 
-def warn(message: str, stacklevel: int = 3) -> None:
-    """Emit a :class:`RuntimeWarning` pointing at the user's call site."""
-    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+def warn(message: str, stacklevel: int | None = None) -> None:
+    """Emit a :class:`RuntimeWarning` attributed to the first caller outside
+    matrixinfo (and torch's autograd/module machinery), whatever the depth of
+    the call inside the library. ``stacklevel`` is accepted for compatibility
+    and ignored."""
+    level = 2  # stacklevel 2 is warn()'s caller, frame _getframe(1)
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not (module == "matrixinfo" or module.startswith(("matrixinfo.", "torch."))):
+            break
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, RuntimeWarning, stacklevel=level)
 
 
 def check_embeddings(fn: str, names: Sequence[str], *zs, min_rows: int = 2) -> None:

@@ -251,7 +251,7 @@ def _uniformity_value(fn, g: _Gram, *, lam, mu, order, method, formulation, chec
     if method == "taylor":
         # rho(C_pz + (mu - 1) I) <= sqrt(tr C_pp tr C_zz) + |mu - 1| (Cauchy-Schwarz):
         # the power iteration runs only when this cheap bound does not settle it.
-        bound = float(torch.sqrt(g.p.square().sum() * g.z.square().sum())) / g.divisor + abs(mu - 1.0)
+        bound = float(torch.sqrt(g.p.detach().square().sum() * g.z.detach().square().sum())) / g.divisor + abs(mu - 1.0)
         if check_radius and bound >= 1.0:
             _warn_radius(fn, g.cross.detach(), mu, d, "C(target, online) + mu I - I")
         trace_log = _trace_log_taylor(g.cross, d, mu, order)
@@ -270,7 +270,7 @@ def _alignment_value(fn, g: _Gram, *, mu, order, method, formulation, check_radi
     d = zc.shape[1]
     if method == "taylor":
         # C_zz is PSD: rho(C_zz + (mu - 1) I) <= max(|mu - 1|, tr C_zz + mu - 1).
-        bound = max(abs(mu - 1.0), float(zc.square().sum()) / divisor + mu - 1.0)
+        bound = max(abs(mu - 1.0), float(zc.detach().square().sum()) / divisor + mu - 1.0)
         if check_radius and bound >= 1.0:
             _warn_radius(fn, g.auto.detach(), mu, d, "C(online, online) + mu I - I")
         cross = _weighted_trace_log_taylor(g, mu, order)
