@@ -32,7 +32,7 @@ def full_precision(device_type: str):
 
     Casting inputs to float32 is not enough under autocast: CPU bfloat16
     autocast turns ``x.float().T @ x.float()`` back into bfloat16
-    (REFERENCES.md section 7), so the whole block must run with autocast off.
+    (measured with torch 2.13), so the whole block must run with autocast off.
     """
     if device_type in ("cpu", "cuda"):
         with torch.autocast(device_type=device_type, enabled=False):

@@ -111,7 +111,7 @@ def matrix_log(A: torch.Tensor, *, method: str = "eigh", order: int = 4, check_r
 
     ``"taylor"``
         The Mercator series around the identity used by the paper and by the
-        authors' code (REFERENCES.md section 1):
+        authors' code (yifanzhang-pro/Matrix-SSL, ``main_pretrain.py``):
 
         .. math:: \log A \approx \sum_{k=1}^{\mathrm{order}} \frac{(-1)^{k+1}}{k} (A - I)^k .
 
@@ -238,7 +238,7 @@ def _von_neumann_entropy(A, normalize):
     if normalize:
         total = w.clamp_min(0).sum(-1, keepdim=True)
         w = w / torch.where(total > 0, total, torch.ones_like(total))
-    return -_xlogx(w).sum(-1)
+    return 0.0 - _xlogx(w).sum(-1)  # 0.0 - x: no -0.0 for the zero matrix
 
 
 def _check_pair(fn: str, P, Q, method, order) -> None:
@@ -343,7 +343,7 @@ def effective_rank(A: torch.Tensor) -> torch.Tensor:
     :math:`0 \log 0 = 0`; for a PSD matrix the singular values are its
     eigenvalues. It lies in ``[1, min(m, n)]`` and is invariant to scaling.
 
-    Which matrix you pass decides the convention (REFERENCES.md section 6):
+    Which matrix you pass decides the convention:
     ``effective_rank(Z)`` on raw embeddings uses :math:`\sigma(Z)` (RankMe,
     without its ``1e-7``), while ``effective_rank(Z.T @ Z / B)`` uses
     :math:`\sigma^2` (paper Prop. 3.6, VNE). :mod:`matrixinfo.metrics` names

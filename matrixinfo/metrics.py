@@ -13,7 +13,7 @@ Conventions:
 * The covariance is divided by ``N`` (not ``N - 1``), as in the paper:
   :math:`C = \frac1N \sum_i (z_i - \mu)(z_i - \mu)^\top`.
 * Two effective-rank conventions coexist in the literature and differ on the
-  same embeddings (REFERENCES.md section 6); each function names its own:
+  same embeddings (see :doc:`/theory`); each function names its own:
 
   =====================================  ==========================================================
   :func:`covariance_effective_rank`      Roy & Vetterli on the eigenvalues of the covariance,

@@ -632,7 +632,7 @@ def tcr_loss(
 
     .. math:: \mathcal{L}_{\mathrm{TCR}} = -\frac12 \log\det\Big(I_d + \frac{d}{B\,\epsilon^2} Z^\top Z\Big)
 
-    on l2-normalized rows. **``eps`` is** :math:`\epsilon^2` (already squared),
+    on l2-normalized rows. ``eps`` **is** :math:`\epsilon^2` (already squared),
     as in EMP-SSL's and MCR²'s code, whose default 0.2 is ours. Minimizing this
     loss *maximizes* the coding rate (the log-det is negated): collapse is
     penalized. (lightly 1.6's ``EMPSSLLoss`` has the opposite sign.)
