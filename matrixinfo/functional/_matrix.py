@@ -125,14 +125,50 @@ def _warn_radius(fn: str, M_small: torch.Tensor, shift: float, dim: int, what: s
         )
 
 
+class _TracePolynomial(torch.autograd.Function):
+    r"""``f(M) = sum_{j>=1} c_j tr(M^j)`` with the closed-form gradient
+    ``(sum_j j c_j M^(j-1))^T``.
+
+    The forward forms the powers ``M^1..M^h``, ``h = ceil(order/2)`` (traces of
+    higher powers are inner products of lower ones). The backward splits the
+    derivative polynomial as ``A + B M^h`` with ``A`` and ``B`` combinations of
+    the saved powers: one matmul, whatever the order. For order 4 that is two
+    matmuls in all, where autograd through the powers needs three."""
+
+    @staticmethod
+    def forward(ctx, M: torch.Tensor, coeffs: tuple):  # type: ignore[override]
+        order = len(coeffs)
+        half = (order + 1) // 2
+        powers = [M]
+        for _ in range(1, half):
+            powers.append(powers[-1] @ M)
+        total = coeffs[0] * M.diagonal(dim1=-2, dim2=-1).sum(-1)
+        for j in range(2, order + 1):
+            a = (j + 1) // 2
+            total = total + coeffs[j - 1] * _inner(powers[a - 1], powers[j - a - 1].mT)
+        ctx.save_for_backward(*powers)
+        ctx.coeffs = coeffs
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        powers = ctx.saved_tensors  # M^1 .. M^h
+        coeffs = ctx.coeffs
+        order, half = len(coeffs), len(powers)
+        M = powers[0]
+        eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+        power = lambda k: eye if k == 0 else powers[k - 1]  # noqa: E731
+        D = sum(j * coeffs[j - 1] * power(j - 1) for j in range(1, min(order, half + 1) + 1))
+        if order > half + 1:
+            B = sum(j * coeffs[j - 1] * power(j - 1 - half) for j in range(half + 2, order + 1))
+            D = D + B @ powers[-1]
+        return grad * D.mT, None
+
+
 def _trace_log_taylor(M_small: torch.Tensor, dim: int, shift: float, order: int) -> torch.Tensor:
     """``tr log_T(M + shift I_dim)``, the order-``order`` Mercator series around I."""
     alpha = _taylor_coefficients(order, shift)
-    traces = _power_traces(M_small, order)
-    total = alpha[0] * dim
-    for j in range(1, order + 1):
-        total = total + alpha[j] * traces[j - 1]
-    return total
+    return alpha[0] * dim + _TracePolynomial.apply(M_small, tuple(alpha[1:]))
 
 
 class _Gram:
