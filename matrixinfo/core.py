@@ -83,6 +83,14 @@ def _log(fn: str, A: torch.Tensor, method: str, order: int, check_radius: bool) 
     return _spectral.taylor_log(A, order)
 
 
+def _trace_of_log_product(fn, P, Q, method, order, check_radius) -> torch.Tensor:
+    """``tr(P log Q)``; with ``method="eigh"`` without forming ``log Q``."""
+    if method == "eigh":
+        P, Q = torch.broadcast_tensors(P, Q)
+        return _spectral.TraceProductLog.apply(P, Q, fn)
+    return _trace_of_product(P, _log(fn, Q, method, order, check_radius))
+
+
 def _check_log_args(fn: str, method, order) -> None:
     check_choice(fn, "method", method, _LOG_METHODS)
     check_int(fn, "order", order, 1)
@@ -287,7 +295,7 @@ def matrix_cross_entropy(
 
 @_spectral.spectral
 def _matrix_cross_entropy(fn, P, Q, method, order, check_radius):
-    return -_trace_of_product(P, _log(fn, Q, method, order, check_radius)) + _trace(Q)
+    return -_trace_of_log_product(fn, P, Q, method, order, check_radius) + _trace(Q)
 
 
 def matrix_kl_divergence(
@@ -330,7 +338,7 @@ def matrix_kl_divergence(
 @_spectral.spectral
 def _matrix_kl_divergence(fn, P, Q, method, order, check_radius):
     plogp = _xlogx(_eigvalsh(P)).sum(-1)
-    return plogp - _trace_of_product(P, _log(fn, Q, method, order, check_radius)) - _trace(P) + _trace(Q)
+    return plogp - _trace_of_log_product(fn, P, Q, method, order, check_radius) - _trace(P) + _trace(Q)
 
 
 def effective_rank(A: torch.Tensor) -> torch.Tensor:
