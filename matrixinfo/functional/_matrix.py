@@ -208,9 +208,26 @@ class _Gram:
     @property
     def auto(self) -> torch.Tensor:
         if self._auto is None:
-            z = self.z
-            self._auto = (z @ z.mT if self.gram_side else z.mT @ z) / self.divisor
+            self._auto = _SymmetricGram.apply(self.z, self.gram_side) / self.divisor
         return self._auto
+
+
+class _SymmetricGram(torch.autograd.Function):
+    """``z z^T`` (``gram_side``) or ``z^T z`` with the backward ``(G + G^T) z``
+    (or ``z (G + G^T)``): one matmul, where autograd through ``z @ z.mT`` does
+    two because it does not know both factors are the same tensor."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, gram_side: bool):  # type: ignore[override]
+        ctx.save_for_backward(z)
+        ctx.gram_side = gram_side
+        return z @ z.mT if gram_side else z.mT @ z
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (z,) = ctx.saved_tensors
+        sym = grad + grad.mT
+        return (sym @ z if ctx.gram_side else z @ sym), None
 
 
 def _weighted_trace_log_taylor(g: _Gram, shift: float, order: int) -> torch.Tensor:
