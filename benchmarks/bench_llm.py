@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--configs", default="16:16,8:8,8:0",
+                        help="extra top_k:rank settings to time beside the default (comma separated)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
@@ -51,6 +53,14 @@ def main() -> None:
         loss.backward()
 
     steps = {"cross_entropy": step_ce, "matrix_llm_loss (topk, default)": step_mllm}
+    for item in filter(None, args.configs.split(",")):
+        k, r = (int(v) for v in item.split(":"))
+
+        def step(k=k, r=r):
+            loss = matrix_llm_loss(h @ weight.T, target, weight, top_k=k, rank=r)
+            loss.backward()
+
+        steps[f"matrix_llm_loss (topk, top_k={k}, rank={r})"] = step
     times = {k: [] for k in steps}
     for fn in steps.values():  # warm-up
         fn()
