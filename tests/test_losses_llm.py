@@ -183,3 +183,31 @@ def test_bad_input_messages():
         matrix_llm_loss(logits.long(), target, E)
     with pytest.raises(ValueError, match=r"MatrixLLMLoss: expected method to be one of 'topk', 'exact', got 'full'"):
         MatrixLLMLoss(method="full")
+
+
+@pytest.mark.parametrize("method", ["exact", "topk"])
+def test_detach_embedding_keeps_the_value_and_stops_only_the_embedding_gradient(method):
+    logits, target, E = case(4, 12, 3, seed=14)
+    a = logits.clone().requires_grad_(True)
+    b = E.clone().requires_grad_(True)
+    v_detached = matrix_llm_loss(a, target, b, method=method, detach_embedding=True)
+    grad_logits_detached, grad_embedding = torch.autograd.grad(v_detached, (a, b), allow_unused=True)
+    assert grad_embedding is None
+    a2 = logits.clone().requires_grad_(True)
+    v = matrix_llm_loss(a2, target, b, method=method)
+    grad_logits = torch.autograd.grad(v, a2)[0]
+    assert v.item() == v_detached.item()
+    assert torch.allclose(grad_logits, grad_logits_detached, rtol=0, atol=0)
+
+
+def test_trivial_minimizer_through_the_embedding_is_real():
+    """All rows parallel: MCE(P, Q + eps I) is at its floor ~1 whatever the prediction
+    (the documented warning); a spread embedding scores higher for the same logits."""
+    logits = torch.randn(5, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(15))
+    target = torch.tensor([0, 3, 5, 7, 9])
+    parallel = torch.ones(10, 4, dtype=torch.float64)
+    spread = torch.randn(10, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(16))
+    ce = torch.nn.functional.cross_entropy(logits, target).item()
+    mce_parallel = matrix_llm_loss(logits, target, parallel, method="exact").item() - ce
+    mce_spread = matrix_llm_loss(logits, target, spread, method="exact").item() - ce
+    assert abs(mce_parallel - 1.0) < 1e-4 and mce_spread > mce_parallel + 0.5

@@ -31,7 +31,7 @@ class MatrixLLMLoss(nn.Module):
     """
 
     def __init__(self, *, mce_weight: float = 1.0, method: str = "topk", top_k: int = 32, rank: int = 32, eps: float = 1e-6,
-                 ignore_index: int = -100):
+                 ignore_index: int = -100, detach_embedding: bool = False):
         super().__init__()
         name = type(self).__name__
         check_number(name, "mce_weight", mce_weight, minimum=0.0)
@@ -41,13 +41,14 @@ class MatrixLLMLoss(nn.Module):
         check_number(name, "eps", eps, minimum=0.0, strict=True)
         self.mce_weight, self.method, self.top_k, self.rank, self.eps = mce_weight, method, top_k, rank, eps
         self.ignore_index = ignore_index
+        self.detach_embedding = detach_embedding
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return Fm.matrix_llm_loss(
             logits, target, embedding, mce_weight=self.mce_weight, method=self.method, top_k=self.top_k,
-            rank=self.rank, eps=self.eps, ignore_index=self.ignore_index,
+            rank=self.rank, eps=self.eps, ignore_index=self.ignore_index, detach_embedding=self.detach_embedding,
         )
 
     def extra_repr(self) -> str:
         return (f"mce_weight={self.mce_weight}, method={self.method!r}, top_k={self.top_k}, rank={self.rank}, eps={self.eps}, "
-                f"ignore_index={self.ignore_index}")
+                f"ignore_index={self.ignore_index}, detach_embedding={self.detach_embedding}")
