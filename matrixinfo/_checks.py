@@ -151,11 +151,10 @@ def check_number(fn: str, name: str, value, *, minimum: float | None = None, str
     return value
 
 
-def warn(message: str, stacklevel: int | None = None) -> None:
+def warn(message: str) -> None:
     """Emit a :class:`RuntimeWarning` attributed to the first caller outside
     matrixinfo (and torch's autograd/module machinery), whatever the depth of
-    the call inside the library. ``stacklevel`` is accepted for compatibility
-    and ignored."""
+    the call inside the library."""
     level = 2  # stacklevel 2 is warn()'s caller, frame _getframe(1)
     frame = sys._getframe(1)
     while frame is not None:

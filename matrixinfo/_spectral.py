@@ -93,7 +93,6 @@ def _warn_if_not_psd(fn: str, w: torch.Tensor) -> None:
         warn(
             f"{fn}: the input is not positive semi-definite (smallest eigenvalue "
             f"{worst:.3g} times the largest); negative eigenvalues are raised to the floor.",
-            stacklevel=4,
         )
 
 
@@ -252,7 +251,6 @@ def warn_if_outside_radius(fn: str, X: torch.Tensor, radius: float = 1.0, what: 
             f"the spectral radius of {what} is about {worst:.3g} >= {radius:g}, so the value is "
             "not an approximation of the matrix logarithm. Add a larger shift (mu), scale the "
             "input down (for example with a warm-up), or use method='eigh'/'exact'.",
-            stacklevel=4,
         )
 
 

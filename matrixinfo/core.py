@@ -128,10 +128,12 @@ def matrix_log(A: torch.Tensor, *, method: str = "eigh", order: int = 4, check_r
         eigenvalue of ``A`` in the open disc of radius 1 around 1); the
         truncation error then falls like :math:`\rho^{\mathrm{order}+1} / (\mathrm{order}+1)`.
         On the boundary it converges slowly or not at all, outside it diverges.
-        With ``check_radius=True`` (default) :math:`\rho(A - I)` is estimated by
-        block power iteration (4 probe vectors, 64 steps; within a few percent of
-        the true radius) and a :class:`RuntimeWarning` is raised when the
-        estimate is ``>= 1``; this reads one scalar on the host.
+        With ``check_radius=True`` (default) a free bound
+        :math:`\sqrt{\|A - I\|_1 \|A - I\|_\infty} \ge \rho(A - I)` is read
+        first; if it does not prove convergence, :math:`\rho(A - I)` is estimated
+        by block power iteration (4 probe vectors, 64 steps; within a few
+        percent of the true radius) and a :class:`RuntimeWarning` is raised when
+        the estimate is ``>= 1``. This reads one or two scalars on the host.
 
     Args:
         A: ``(*, n, n)`` matrices.
@@ -457,6 +459,5 @@ def _sylvester_logdet(X, Y, scale):
         warn(
             "sylvester_logdet: the determinant of I + c X Y^T is not positive, so its "
             "log-determinant is not real; returning NaN for those matrices.",
-            stacklevel=4,
         )
     return torch.where(sign > 0, logabs, torch.full_like(logabs, float("nan")))

@@ -782,3 +782,19 @@ def test_gradcheck_sylvester_logdet(n, k, cross):
         _gradcheck(lambda x_, y_: sylvester_logdet(x_, y_, scale=0.3), x, y)
     else:
         _gradcheck(lambda x_: sylvester_logdet(x_, scale=0.3), x)
+
+
+def test_warnings_point_at_the_callers_line():
+    """A RuntimeWarning from deep inside the library is attributed to the user's
+    call site, not to a matrixinfo module (so `-W error` filters and IDEs show
+    the user's line), both for core functions and for losses through nn.Module."""
+    import warnings
+
+    from matrixinfo.losses import MECLoss
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        matrixinfo.matrix_log(3.0 * torch.eye(3, dtype=torch.float64), method="taylor")
+        MECLoss()(torch.ones(64, 256, dtype=torch.float64), torch.ones(64, 256, dtype=torch.float64))
+    assert len(caught) == 2
+    assert all(w.category is RuntimeWarning and w.filename == __file__ for w in caught)

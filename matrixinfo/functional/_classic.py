@@ -600,7 +600,6 @@ def _logdet_spd(fn: str, A: torch.Tensor) -> torch.Tensor:
             f"{fn}: the regularized covariance is not numerically positive definite; "
             "its log-determinant is taken from eigenvalues floored at d * eps * lambda_max. "
             "Increase eps.",
-            stacklevel=4,
         )
         w = torch.linalg.eigvalsh(0.5 * (A + A.mT))
         floor = A.shape[-1] * torch.finfo(w.dtype).eps * w.abs().max().clamp_min(torch.finfo(w.dtype).tiny)
