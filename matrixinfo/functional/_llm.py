@@ -159,6 +159,29 @@ def _target_support(target: torch.Tensor, soft: bool, top_k: int):
     return idx, weights, rest
 
 
+class _PackedOuter(torch.autograd.Function):
+    """Rows ``y_a y_b`` for ``a <= b`` of each row ``y`` of ``Y`` (``(n, m(m+1)/2)``).
+
+    Autograd through ``Y[:, rows] * Y[:, cols]`` scatters the gradient back
+    with an index-put, the slowest step of the top-k path. Here the gradient
+    is ``S y`` per row, with ``S`` the symmetric ``m x m`` matrix of the
+    incoming gradient (off-diagonal entries shared, the diagonal doubled):
+    a gather and a batched matrix-vector product."""
+
+    @staticmethod
+    def forward(ctx, Y, rows, cols, position):  # type: ignore[override]
+        ctx.save_for_backward(Y, rows, cols, position)
+        return Y[:, rows] * Y[:, cols]
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        Y, rows, cols, position = ctx.saved_tensors
+        n, m = Y.shape
+        S = grad[:, position.reshape(-1)].reshape(n, m, m)
+        S = S + torch.diag_embed(S.diagonal(dim1=-2, dim2=-1))  # d(y_a^2)/dy_a = 2 y_a
+        return (S @ Y.unsqueeze(-1)).squeeze(-1), None, None, None
+
+
 def _residual_basis(E: torch.Tensor, weights: torch.Tensor, rank: int) -> torch.Tensor:
     """Orthonormal ``(d, rank)`` basis of the top eigenvectors of the
     probability-weighted embedding second moment ``E^T diag(weights) E`` over
@@ -206,10 +229,10 @@ def _mce_topk(q, E, idx_t, w_t, rest_t, top_k, rank, eps):
         # C = U^T Q_rest U = Y^T diag(q_rest) Y per token, from the m(m+1)/2
         # distinct products y_a y_b: one (N, n) @ (n, m(m+1)/2) matmul.
         rows_i, cols_i = torch.triu_indices(m, m, device=q.device)
-        packed = q_rest @ (Y[:, rows_i] * Y[:, cols_i])  # (N, m(m+1)/2)
         position = torch.empty(m, m, dtype=torch.long, device=q.device)
         position[rows_i, cols_i] = torch.arange(rows_i.numel(), device=q.device)
         position[cols_i, rows_i] = position[rows_i, cols_i]
+        packed = q_rest @ _PackedOuter.apply(Y, rows_i, cols_i, position)  # (N, m(m+1)/2)
         C = packed[:, position.reshape(-1)].reshape(N, m, m)
         # The remainder is spread over all d directions (its trace is kept):
         # then the subspace part needs only a Cholesky factor of C.
