@@ -68,41 +68,25 @@ def _phi_divided_difference(w: torch.Tensor) -> torch.Tensor:
     return torch.where(close, _phi_prime(0.5 * (a + b)), (_phi(a) - _phi(b)) / d_safe)
 
 
-def _sqrt_divided_difference(w: torch.Tensor) -> torch.Tensor:
-    """``(sqrt a - sqrt b) / (a - b) = 1 / (sqrt a + sqrt b)``, capped where both vanish."""
-    r = w.clamp_min(0).sqrt()
-    floor = torch.finfo(w.dtype).eps ** 0.5 * r.amax(-1, keepdim=True).unsqueeze(-1).clamp_min(torch.finfo(w.dtype).tiny)
-    return 1.0 / torch.maximum(r.unsqueeze(-1) + r.unsqueeze(-2), floor)
-
-
-_FUNCTIONS = {
-    # name: (f on clamped eigenvalues, first divided differences)
-    "phi": (_phi, _phi_divided_difference),
-    "sqrt": (lambda w: w.sqrt(), _sqrt_divided_difference),
-}
-
-
-class _SymmetricFunction(torch.autograd.Function):
-    """``f(G)`` for symmetric PSD ``G`` with a
-    Daleckii-Krein backward ``U (DD_f o (U^T sym(grad) U)) U^T``: finite at
+class _Phi(torch.autograd.Function):
+    """``phi(G) = log(I + G) G^{-1}`` for symmetric PSD ``G``, with a
+    Daleckii-Krein backward ``U (DD_phi o (U^T sym(grad) U)) U^T``: finite at
     repeated eigenvalues, where autograd through eigh is NaN."""
 
     @staticmethod
-    def forward(ctx, G: torch.Tensor, name: str):  # type: ignore[override]
+    def forward(ctx, G: torch.Tensor):  # type: ignore[override]
         w, U = torch.linalg.eigh(_spectral.symmetrize(G))
-        # G is PSD up to rounding. phi is analytic on (-1, inf): rounding
-        # noise below 0 is kept, so that the function stays smooth at 0;
-        # sqrt is not, and its argument is clamped.
-        w = w.clamp_min(0) if name == "sqrt" else w.clamp_min(-0.5)
+        # G is PSD up to rounding. phi is analytic on (-1, inf): rounding noise
+        # below 0 is kept, so that the function stays smooth at 0.
+        w = w.clamp_min(-0.5)
         ctx.save_for_backward(w, U)
-        ctx.name = name
-        return (U * _FUNCTIONS[name][0](w).unsqueeze(-2)) @ U.mT
+        return (U * _phi(w).unsqueeze(-2)) @ U.mT
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         w, U = ctx.saved_tensors
         inner = U.mT @ _spectral.symmetrize(grad) @ U
-        return U @ (_FUNCTIONS[ctx.name][1](w) * inner) @ U.mT, None
+        return U @ (_phi_divided_difference(w) * inner) @ U.mT
 
 
 # --------------------------------------------------------------------------- #
@@ -248,7 +232,7 @@ def _mce_topk(q, E, idx_t, w_t, rest_t, top_k, rank, eps):
         alpha = r / d + eps
     G = torch.cat([torch.cat(row, dim=-1) for row in G_blocks], dim=-2) / alpha[:, None, None]
     h = torch.cat(h_blocks, dim=-2) / alpha.sqrt()[:, None, None]
-    phiG = _SymmetricFunction.apply(G, "phi")
+    phiG = _Phi.apply(G)
     # e_t^T log(Qt) e_t = log(alpha) |e_t|^2 + h^T phi(G) h.
     quad = (h * (phiG @ h)).sum(-2)  # (N, t)
     log_alpha = torch.log(alpha)

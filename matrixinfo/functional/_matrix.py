@@ -47,7 +47,7 @@ from .._checks import (
     check_number,
 )
 from .._distributed import maybe_gather
-from ..core import matrix_kl_divergence, sylvester_logdet
+from ..core import _trace_of_product, matrix_kl_divergence, sylvester_logdet
 
 __all__ = [
     "emp_ssl_loss",
@@ -75,28 +75,24 @@ def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum()
 
 
-def _trace_of_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``tr(a b) = sum_ij a_ij b_ji`` without forming the product (einsum
-    reads the transposed operand blockwise: 4x faster than ``(a * b.T).sum()``)."""
-    return torch.einsum("ij,ji->", a, b)
-
-
-def _power_traces(M: torch.Tensor, order: int, symmetric: bool = False) -> list[torch.Tensor]:
-    """``[tr M^1, ..., tr M^order]`` from powers up to ceil(order / 2)."""
-    half = (order + 1) // 2
+def _powers(M: torch.Tensor, order: int) -> list[torch.Tensor]:
+    """``[M^1, ..., M^h]``, ``h = ceil(order / 2)``: enough for the traces of
+    every power up to ``order`` (``tr M^(a+b) = tr(M^a M^b)``)."""
     powers = [M]
-    for _ in range(1, half):
+    for _ in range(1, (order + 1) // 2):
         powers.append(powers[-1] @ M)
-    traces = []
-    for j in range(1, order + 1):
+    return powers
+
+
+def _traces(powers: list[torch.Tensor], order: int, symmetric: bool = False) -> list[torch.Tensor]:
+    """``[tr M^1, ..., tr M^order]`` from the powers of :func:`_powers`."""
+    traces = [powers[0].diagonal(dim1=-2, dim2=-1).sum(-1)]
+    for j in range(2, order + 1):
         a = (j + 1) // 2
-        b = j - a
-        if b == 0:
-            traces.append(M.diagonal().sum())
-        elif symmetric:  # powers of a symmetric matrix are symmetric
-            traces.append(_inner(powers[a - 1], powers[b - 1]))
+        if symmetric:  # powers of a symmetric matrix are symmetric
+            traces.append(_inner(powers[a - 1], powers[j - a - 1]))
         else:
-            traces.append(_trace_of_product(powers[a - 1], powers[b - 1]))
+            traces.append(_trace_of_product(powers[a - 1], powers[j - a - 1]))
     return traces
 
 
@@ -149,15 +145,8 @@ class _TracePolynomial(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, M: torch.Tensor, coeffs: tuple):  # type: ignore[override]
-        order = len(coeffs)
-        half = (order + 1) // 2
-        powers = [M]
-        for _ in range(1, half):
-            powers.append(powers[-1] @ M)
-        total = coeffs[0] * M.diagonal(dim1=-2, dim2=-1).sum(-1)
-        for j in range(2, order + 1):
-            a = (j + 1) // 2
-            total = total + coeffs[j - 1] * _trace_of_product(powers[a - 1], powers[j - a - 1])
+        powers = _powers(M, len(coeffs))
+        total = sum(c * t for c, t in zip(coeffs, _traces(powers, len(coeffs))))
         ctx.save_for_backward(*powers)
         ctx.coeffs = coeffs
         return total
@@ -246,7 +235,7 @@ def _weighted_trace_log_taylor(g: _Gram, shift: float, order: int) -> torch.Tens
     alpha = _taylor_coefficients(order, shift)
     half = (order + 1) // 2
     u = [p.square().sum() / divisor]
-    s = [torch.as_tensor(float(d), dtype=z.dtype, device=z.device)] + _power_traces(g.auto, order, symmetric=True)
+    s = [torch.as_tensor(float(d), dtype=z.dtype, device=z.device)] + _traces(_powers(g.auto, order), order, symmetric=True)
     if not g.gram_side:
         W = [p]
         for _ in range(half):
