@@ -35,7 +35,7 @@ from typing import NamedTuple, Optional
 import torch
 import torch.distributed as dist
 
-from .. import _distributed
+from .. import _distributed, _spectral
 from .._checks import MatrixInfoValueError, check_embeddings, check_number, shape_str, warn
 from .._spectral import compute_dtype, full_precision
 
@@ -717,7 +717,8 @@ def corinfomax_loss(
             m_new = forgetting * m.detach().to(torch.float64) + (1.0 - forgetting) * z.mean(dim=0)
             centered = z - m_new
             R_new = forgetting * R.detach().to(torch.float64) + (1.0 - forgetting) * (centered.mT @ centered) / B
-            logdets.append(_logdet_spd(fn, R_new + eps * eye))
+            bad, (R_reg,) = _spectral.non_finite_guard(R_new + eps * eye)  # NaN out, no LAPACK error
+            logdets.append(_spectral.nan_where(bad, _logdet_spd(fn, R_reg)))
             new.append((R_new.detach(), m_new.detach()))
         loss = alpha * invariance.to(torch.float64) - (logdets[0] + logdets[1]) / d
         new_state = CorInfoMaxState(new[0][0], new[1][0], new[0][1], new[1][1])

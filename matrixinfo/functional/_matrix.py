@@ -121,8 +121,9 @@ def _warn_radius(fn: str, M_small: torch.Tensor, shift: float, dim: int, what: s
     eye = torch.eye(M_small.shape[-1], dtype=M_small.dtype, device=M_small.device)
     X = M_small + (shift - 1.0) * eye
     padding = abs(shift - 1.0) if M_small.shape[-1] < dim else 0.0
-    if max(float(_spectral.spectral_radius_bound(X)), padding) < 1.0:
-        return  # provably inside: no power iteration
+    bound = float(_spectral.spectral_radius_bound(X))
+    if max(bound, padding) < 1.0 or not math.isfinite(bound):
+        return  # provably inside: no power iteration (or NaN/inf input: the loss is NaN)
     rho = max(float(_spectral.spectral_radius_estimate(X)), padding)
     if rho >= 1.0:
         _spectral.warn(
@@ -339,7 +340,8 @@ def _alignment_value(fn, g: _Gram, *, mu, order, method, formulation, check_radi
     if formulation == "paper":
         return matrix_kl_divergence(P, Q)
     # tr(P log Q) without forming log Q: eigh plus four matmuls, forward and backward.
-    return -_spectral.TraceProductLog.apply(P, Q, fn)
+    bad, (P, Q) = _spectral.non_finite_guard(P, Q)  # NaN out without a LAPACK error
+    return _spectral.nan_where(bad, -_spectral.TraceProductLog.apply(P, Q, fn))
 
 
 def _gram(p, z, formulation) -> _Gram:
