@@ -159,6 +159,17 @@ def check_same_device(fn: str, names: Iterable[str], *tensors: torch.Tensor) -> 
         raise MatrixInfoValueError(f"{fn}: expected all inputs on one device, got {listing}.")
 
 
+def check_not_meta(fn: str, name: str, x: torch.Tensor) -> None:
+    """Functions that read values on the host (or whose output shape depends
+    on the data) cannot run on the meta device: say so instead of torch's
+    ``Tensor.item() cannot be called on meta tensors``."""
+    if x.device.type == "meta":
+        raise MatrixInfoValueError(
+            f"{fn}: expected {name} on a device with data, got a meta tensor; {fn} reads values "
+            "on the host, so it supports no shape inference on meta tensors (the matrix losses do)."
+        )
+
+
 def check_choice(fn: str, name: str, value, allowed: Sequence[str]) -> str:
     if value not in allowed:
         listed = ", ".join(repr(a) for a in allowed)

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ._checks import warn
+from ._checks import check_not_meta, warn
 
 __all__: list[str] = []
 
@@ -76,6 +76,7 @@ def spectral(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        check_not_meta(fn.__name__.lstrip("_"), "the input", tensors[0])
         out_dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
         work = compute_dtype(out_dtype)
         args = [a.to(work) if isinstance(a, torch.Tensor) else a for a in args]

@@ -21,6 +21,7 @@ from .._checks import (
     check_choice,
     check_flag,
     check_int,
+    check_not_meta,
     check_number,
     check_same_device,
     check_tensor,
@@ -400,6 +401,7 @@ def matrix_llm_loss(
     _check(fn, logits, target, embedding, method, top_k, mce_weight, eps, ignore_index)
     check_int(fn, "rank", rank, 0)
     check_flag(fn, "detach_embedding", detach_embedding)
+    check_not_meta(fn, "logits", logits)
     n = logits.shape[-1]
     soft = target.is_floating_point()
     logits = logits.reshape(-1, n)

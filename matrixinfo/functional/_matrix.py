@@ -32,6 +32,7 @@ PyTorch's own losses under autocast.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -43,6 +44,7 @@ from .._checks import (
     MatrixInfoValueError,
     check_choice,
     check_embeddings,
+    check_flag,
     check_int,
     check_number,
 )
@@ -265,11 +267,15 @@ def _common_checks(fn: str, method, order) -> None:
     check_int(fn, "order", order, 1)
 
 
-def _prepare(gather_distributed: bool, *zs: torch.Tensor):
-    """Gather, cast to the compute dtype, l2-normalize rows."""
+def _prepare(gather_distributed: bool, *zs: torch.Tensor, fn: str = "", check_radius: bool = True):
+    """Check the flags, gather, cast to the compute dtype of all inputs
+    (torch's type promotion: float32 with float64 computes in float64),
+    l2-normalize rows."""
+    check_flag(fn, "gather_distributed", gather_distributed)
+    check_flag(fn, "check_radius", check_radius)
     zs = maybe_gather(gather_distributed, *zs)
     zs = (zs,) if isinstance(zs, torch.Tensor) else zs
-    work = _spectral.compute_dtype(zs[0].dtype)
+    work = _spectral.compute_dtype(functools.reduce(torch.promote_types, [z.dtype for z in zs]))
     return tuple(F.normalize(z.to(work), dim=1) for z in zs)
 
 
@@ -281,6 +287,10 @@ def _run(fn, ref: torch.Tensor, compute):
     """Run ``compute()`` with autocast off. The result stays in the compute
     dtype: float32 for half-precision inputs (as PyTorch's own losses under
     autocast), so that the loss is not rounded to 3 significant digits."""
+    if ref.device.type == "meta":
+        # Shape inference (meta tensors, e.g. FSDP initialization): a 0-d loss
+        # of the compute dtype, connected to the graph; nothing is read on the host.
+        return ref.sum() * 0.0
     with _spectral.full_precision(ref.device.type):
         return compute()
 
@@ -430,8 +440,8 @@ def matrix_kl_uniformity_loss(
     """
     fn = "matrix_kl_uniformity_loss"
     _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation)
-    z, p = _prepare(gather_distributed, online, target)
-    return _run(fn, online, lambda: _uniformity_value(
+    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
+    return _run(fn, z, lambda: _uniformity_value(
         fn, _gram(p, z, formulation), lam=lam, mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
 
 
@@ -486,8 +496,8 @@ def matrix_kl_alignment_loss(
     """
     fn = "matrix_kl_alignment_loss"
     _check_matrix_ssl(fn, online, target, None, mu, order, method, formulation)
-    z, p = _prepare(gather_distributed, online, target)
-    return _run(fn, online, lambda: _alignment_value(
+    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
+    return _run(fn, z, lambda: _alignment_value(
         fn, _gram(p, z, formulation), mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
 
 
@@ -545,7 +555,7 @@ def matrix_ssl_loss(
     """
     fn = "matrix_ssl_loss"
     _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma)
-    z, p = _prepare(gather_distributed, online, target)
+    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
     opts = dict(mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius)
 
     def compute():
@@ -555,7 +565,7 @@ def matrix_ssl_loss(
             value = value + gamma * _alignment_value(fn, g, **opts)
         return value
 
-    return _run(fn, online, compute)
+    return _run(fn, z, compute)
 
 
 # --------------------------------------------------------------------------- #
@@ -581,7 +591,7 @@ def _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_r
     _common_checks(fn, method, order)
     if lam is not None:
         check_number(fn, "lam", lam, minimum=0.0, strict=True)
-    zs = _prepare(gather_distributed, *views)
+    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
     B, d = zs[0].shape
     lam = _uniformity_lam(d, lam)
 
@@ -637,7 +647,7 @@ def uniformity_mce_loss(
     """
     fn = "uniformity_mce_loss"
     zs, _, _, mce = _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius)
-    return _run(fn, views[0], lambda: torch.stack([mce(z) for z in zs]).mean())
+    return _run(fn, zs[0], lambda: torch.stack([mce(z) for z in zs]).mean())
 
 
 def uniformity_mkl_loss(
@@ -668,7 +678,7 @@ def uniformity_mkl_loss(
     zs, d, lam, mce = _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius)
     c = 1.0 / d + lam
     entropy_p = -d * c * math.log(c) + d * c
-    return _run(fn, views[0], lambda: torch.stack([mce(z) for z in zs]).mean() - entropy_p)
+    return _run(fn, zs[0], lambda: torch.stack([mce(z) for z in zs]).mean() - entropy_p)
 
 
 def _check_tcr(fn, views, eps, method, order):
@@ -719,10 +729,10 @@ def tcr_loss(
     """
     fn = "tcr_loss"
     _check_tcr(fn, views, eps, method, order)
-    zs = _prepare(gather_distributed, *views)
+    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
     B, d = zs[0].shape
     scale = d / (B * eps)
-    return _run(fn, views[0], lambda: torch.stack(
+    return _run(fn, zs[0], lambda: torch.stack(
         [-0.5 * _trace_log_autocov(fn, z, 1.0, scale, method, order, check_radius) for z in zs]).mean())
 
 
@@ -757,12 +767,12 @@ def emp_tcr_loss(
     fn = "emp_tcr_loss"
     _check_tcr(fn, views, eps, method, order)
     check_number(fn, "mu", mu, minimum=0.0)
-    zs = _prepare(gather_distributed, *views)
+    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
     n = len(zs)
     B, d = zs[0].shape
     Z = torch.cat(zs, dim=1) / math.sqrt(n)
     scale = n * d / (B * eps)
-    return _run(fn, views[0], lambda: -mu * _trace_log_autocov(fn, Z, 1.0, scale, method, order, check_radius))
+    return _run(fn, zs[0], lambda: -mu * _trace_log_autocov(fn, Z, 1.0, scale, method, order, check_radius))
 
 
 def emp_ssl_loss(
@@ -800,7 +810,7 @@ def emp_ssl_loss(
     _check_tcr(fn, views, eps, method, order)
     check_number(fn, "invariance_weight", invariance_weight, minimum=0.0)
     check_number(fn, "tcr_weight", tcr_weight, minimum=0.0)
-    zs = _prepare(gather_distributed, *views)
+    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
     B, d = zs[0].shape
     scale = d / (B * eps)
 
@@ -810,7 +820,7 @@ def emp_ssl_loss(
         cos = torch.stack([F.cosine_similarity(z, mean, dim=1).mean() for z in zs])
         return tcr_weight * tcr.mean() - invariance_weight * cos.mean()
 
-    return _run(fn, views[0], compute)
+    return _run(fn, zs[0], compute)
 
 
 # --------------------------------------------------------------------------- #
@@ -878,7 +888,7 @@ def mec_loss(
     _common_checks(fn, method, order)
     check_number(fn, "eps", eps, minimum=0.0, strict=True)
     check_number(fn, "lam_scale", lam_scale, minimum=0.0, strict=True)
-    z, p = _prepare(gather_distributed, online, target)
+    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
     B, d = z.shape
     lam = lam_scale * d / (B * eps)
 
@@ -892,4 +902,4 @@ def mec_loss(
             trace_log = _trace_log_taylor(M, min(B, d), 1.0, order)
         return -trace_log / (B * lam)
 
-    return _run(fn, online, compute)
+    return _run(fn, z, compute)
