@@ -252,8 +252,8 @@ def warn(message: str, key: str | None = None) -> None:
     matrixinfo (and torch's autograd/module machinery), whatever the depth of
     the call inside the library.
 
-    ``key`` names the kind of warning (by default the text before the first
-    comma). Inside a loss module's ``forward`` (:func:`warnings_owned_by`) the
+    ``key`` names the kind of warning (by default the first 60 characters of
+    the message, which hold the function and the kind, not the figures). Inside a loss module's ``forward`` (:func:`warnings_owned_by`) the
     message is stored as the module's ``last_warning`` and shown once per
     module and key; otherwise once per calling line and key. Filters with the
     ``"always"`` or ``"error"`` action see every occurrence."""
@@ -265,7 +265,7 @@ def warn(message: str, key: str | None = None) -> None:
             break
         frame = frame.f_back
         level += 1
-    key = key if key is not None else message.split(",")[0]
+    key = key if key is not None else message[:60]  # the figures come later in every message
     owner = _OWNER.get()
     if owner is not None:
         try:

@@ -97,6 +97,7 @@ class _Phi(torch.autograd.Function):
 def _check(fn, logits, target, embedding, method, top_k, mce_weight, eps, ignore_index):
     check_tensor(fn, "logits", logits)
     check_tensor(fn, "embedding", embedding)
+    check_not_meta(fn, "logits", logits)
     if logits.ndim < 2 or logits.shape[-1] < 2:
         raise MatrixInfoValueError(
             f"{fn}: expected logits to have shape (N, n) with n >= 2 (or (*, n)), got {shape_str(logits.shape)}."
@@ -401,7 +402,6 @@ def matrix_llm_loss(
     _check(fn, logits, target, embedding, method, top_k, mce_weight, eps, ignore_index)
     check_int(fn, "rank", rank, 0)
     check_flag(fn, "detach_embedding", detach_embedding)
-    check_not_meta(fn, "logits", logits)
     n = logits.shape[-1]
     soft = target.is_floating_point()
     logits = logits.reshape(-1, n)

@@ -133,6 +133,7 @@ def _warn_radius(fn: str, M_small: torch.Tensor, shift: float, dim: int, what: s
             f"radius: the spectral radius of {what} is about {rho:.3g} >= 1, so the loss is not an "
             "approximation of the log-determinant. Use a larger shift, scale the input down "
             "(for MEC, the lambda warm-up), or method='exact'.",
+            key=f"{fn}: Taylor radius",
         )
 
 
