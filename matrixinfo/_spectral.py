@@ -290,31 +290,6 @@ def warn_if_outside_radius(fn: str, X: torch.Tensor, radius: float = 1.0, what: 
         )
 
 
-NON_NORMALITY_WARNING = 1e-2
-
-
-def warn_if_non_normal(fn: str, X: torch.Tensor) -> None:
-    """Warn when ``X`` is far from normal, where the Mercator series' error
-    bound ``rho^(order+1) / (order+1)`` does not hold.
-
-    The measure is ``||X X^T - X^T X||_F / ||X||_F^2`` (0 for normal
-    matrices, at most ``sqrt(2)``); the warning fires above
-    :data:`NON_NORMALITY_WARNING`. Two matmuls and one host read."""
-    with torch.no_grad():
-        X = X.detach()
-        gap = torch.linalg.matrix_norm(X @ X.mT - X.mT @ X)
-        size = X.square().sum((-2, -1)).clamp_min(torch.finfo(X.dtype).tiny)
-        worst = float((gap / size).max())
-    if worst > NON_NORMALITY_WARNING:
-        warn(
-            f"{fn}: the Taylor series of log(I + X) is used on a non-normal matrix: "
-            f"||X X^T - X^T X||_F / ||X||_F^2 is about {worst:.3g}, so its error can be far above "
-            "rho^(order+1) / (order+1) (see the numerics page); use method='eigh' for symmetric input "
-            "or a much higher order.",
-            key=f"{fn}: non-normal Taylor",
-        )
-
-
 def taylor_log(A: torch.Tensor, order: int) -> torch.Tensor:
     """``sum_{k=1}^{order} (-1)^(k+1) (A - I)^k / k`` (no checks, no warning)."""
     eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)

@@ -81,7 +81,6 @@ def _log(fn: str, A: torch.Tensor, method: str, order: int, check_radius: bool) 
     if check_radius:
         eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
         _spectral.warn_if_outside_radius(fn, A - eye)
-        _spectral.warn_if_non_normal(fn, A - eye)
     return _spectral.taylor_log(A, order)
 
 

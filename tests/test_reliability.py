@@ -57,7 +57,7 @@ def test_training_loop_sees_the_taylor_warning_once_per_loss_instance():
 
 def test_latest_figure_stays_available():
     loss = L.TCRLoss(method="taylor")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True):
         warnings.simplefilter("default")
         loss(torch.eye(4, dtype=F64).repeat(2, 1))
         first = loss.last_warning
@@ -72,7 +72,7 @@ def test_ignore_filter_on_the_category_silences_every_library_warning():
         L.TCRLoss(method="taylor")(torch.randn(16, 8, dtype=F64))
         matrixinfo.matrix_log(4 * torch.eye(3, dtype=F64), method="taylor")
         matrixinfo.matrix_entropy(torch.diag(torch.tensor([1.0, -1.0], dtype=F64)))
-        matrixinfo.sylvester_logdet(torch.eye(2, dtype=F64), -2 * torch.eye(2, dtype=F64))
+        matrixinfo.sylvester_logdet(torch.eye(3, dtype=F64), -2 * torch.eye(3, dtype=F64))
     assert caught == []
 
 
@@ -82,7 +82,7 @@ def test_every_library_warning_is_a_matrixinfo_warning():
     with pytest.warns(MatrixInfoWarning, match="not positive semi-definite"):
         matrixinfo.matrix_log(torch.diag(torch.tensor([1.0, -1.0], dtype=F64)))
     with pytest.warns(MatrixInfoWarning, match="not positive"):
-        matrixinfo.sylvester_logdet(torch.eye(2, dtype=F64), -2 * torch.eye(2, dtype=F64))
+        matrixinfo.sylvester_logdet(torch.eye(3, dtype=F64), -2 * torch.eye(3, dtype=F64))
 
 
 # --------------------------------------------------------------------------- #
@@ -328,19 +328,19 @@ def _al_mohy_higham_experiment_1():
     return A
 
 
-def test_taylor_log_error_on_a_non_normal_matrix_exceeds_the_normal_bound_and_warns():
+def test_taylor_log_error_on_a_non_normal_matrix_exceeds_the_normal_bound():
+    # Pins the figure quoted in the docstring of matrix_log and docs/numerics.rst.
     A = _al_mohy_higham_experiment_1()
-    exact = scipy.linalg.logm(A)
+    with warnings.catch_warnings():
+        # SciPy's own accuracy estimate on this matrix is about 1e-7 relative
+        # (it warns above 1000 eps): ample for an error of order 1 measured here.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        exact = scipy.linalg.logm(A)
     rho = max(abs(np.linalg.eigvals(A - np.eye(4))))
-    assert 0.69 < rho < 0.71
-    with pytest.warns(MatrixInfoWarning, match="non-normal"):
-        approx = matrixinfo.matrix_log(torch.tensor(A), method="taylor", order=4).numpy()
-    error = np.linalg.norm(approx - exact) / np.linalg.norm(exact)
-    assert error > 0.5  # measured 0.91, far above the normal-matrix bound:
-    assert rho**5 / 5 < 0.05
-
-
-def test_no_non_normal_warning_for_symmetric_input():
-    A = torch.diag(torch.tensor([0.5, 1.0, 1.5], dtype=F64))
-    Q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=F64, generator=torch.Generator().manual_seed(0)))
-    matrixinfo.matrix_log(Q @ A @ Q.mT, method="taylor")  # any warning is an error here
+    assert 0.69 < rho < 0.71  # inside the radius: no warning
+    errors = {}
+    for order in (4, 64):
+        approx = matrixinfo.matrix_log(torch.tensor(A), method="taylor", order=order).numpy()
+        errors[order] = np.linalg.norm(approx - exact) / np.linalg.norm(exact)
+    assert rho**5 / 5 < 0.04 < 0.5 < errors[4]  # measured 0.91 against a normal-matrix bound of 0.033
+    assert errors[64] < 1e-6  # measured 1.7e-8

@@ -888,7 +888,7 @@ def mec_loss(
     check_embeddings(fn, ("online", "target"), online, target)
     _common_checks(fn, method, order)
     check_number(fn, "eps", eps, minimum=0.0, strict=True)
-    check_number(fn, "lam_scale", lam_scale, minimum=0.0, strict=True)
+    check_number(fn, "lam_scale", lam_scale, minimum=0.0, strict=True, maximum=1.0)
     z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
     B, d = z.shape
     lam = lam_scale * d / (B * eps)
