@@ -26,6 +26,7 @@ import torch
 from . import _spectral
 from ._checks import (
     check_choice,
+    check_flag,
     check_int,
     check_matrix,
     check_number,
@@ -165,6 +166,7 @@ def matrix_log(A: torch.Tensor, *, method: str = "eigh", order: int = 4, check_r
     fn = "matrix_log"
     check_square(fn, "A", A)
     _check_log_args(fn, method, order)
+    check_flag(fn, "check_radius", check_radius)
     return _matrix_log(fn, A, method, order, check_radius)
 
 
@@ -243,6 +245,7 @@ def von_neumann_entropy(A: torch.Tensor, *, normalize: bool = True) -> torch.Ten
         tensor(0.6931, dtype=torch.float64)
     """
     check_square("von_neumann_entropy", "A", A)
+    check_flag("von_neumann_entropy", "normalize", normalize)
     return _von_neumann_entropy(A, normalize)
 
 
@@ -296,6 +299,7 @@ def matrix_cross_entropy(
     """
     fn = "matrix_cross_entropy"
     _check_pair(fn, P, Q, method, order)
+    check_flag(fn, "check_radius", check_radius)
     return _matrix_cross_entropy(fn, P, Q, method, order, check_radius)
 
 
@@ -338,6 +342,7 @@ def matrix_kl_divergence(
     """
     fn = "matrix_kl_divergence"
     _check_pair(fn, P, Q, method, order)
+    check_flag(fn, "check_radius", check_radius)
     return _matrix_kl_divergence(fn, P, Q, method, order, check_radius)
 
 

@@ -44,6 +44,7 @@ import torch.distributed as dist
 from . import _distributed, _spectral
 from ._checks import (
     check_choice,
+    check_flag,
     check_int,
     check_not_meta,
     check_tensor,
@@ -507,6 +508,7 @@ class CovarianceAccumulator:
             MatrixInfoValueError: no samples yet.
         """
         self._require_samples("CovarianceAccumulator.covariance")
+        check_flag("CovarianceAccumulator.covariance", "center", center)
         return _second_moment(self._count, self._mean, self._m2, center)
 
     def spectrum(self, *, center: bool = True) -> torch.Tensor:
@@ -523,6 +525,7 @@ class CovarianceAccumulator:
             MatrixInfoValueError: no samples yet.
         """
         self._require_samples("CovarianceAccumulator.spectrum")
+        check_flag("CovarianceAccumulator.spectrum", "center", center)
         c = _second_moment(self._count, self._mean, self._m2, center)
         return torch.linalg.eigvalsh(c).flip(0).clamp_min(0)
 
@@ -533,6 +536,7 @@ class CovarianceAccumulator:
             MatrixInfoValueError: no samples yet.
         """
         self._require_samples("CovarianceAccumulator.effective_rank")
+        check_flag("CovarianceAccumulator.effective_rank", "center", center)
         return float(_effective_rank(_second_moment(self._count, self._mean, self._m2, center)))
 
     def matrix_entropy(self, *, center: bool = True) -> float:
@@ -542,6 +546,7 @@ class CovarianceAccumulator:
             MatrixInfoValueError: no samples yet.
         """
         self._require_samples("CovarianceAccumulator.matrix_entropy")
+        check_flag("CovarianceAccumulator.matrix_entropy", "center", center)
         return _normalized_matrix_entropy(_second_moment(self._count, self._mean, self._m2, center))
 
 
@@ -597,6 +602,7 @@ def covariance_effective_rank(Z, *, center: bool = True) -> float:
         >>> covariance_effective_rank(Z, center=False) < 2  # the offset 5 dominates Z^T Z / N
         True
     """
+    check_flag("covariance_effective_rank", "center", center)
     return _accumulate("covariance_effective_rank", Z).effective_rank(center=center)
 
 
@@ -637,6 +643,7 @@ def embedding_matrix_entropy(Z, *, center: bool = True) -> float:
         >>> math.isclose(math.exp(me - 1), covariance_effective_rank(Z), rel_tol=1e-12)
         True
     """
+    check_flag("embedding_matrix_entropy", "center", center)
     return _accumulate("embedding_matrix_entropy", Z).matrix_entropy(center=center)
 
 
@@ -883,6 +890,8 @@ def plot_spectrum(data, *, center: bool = True, normalize: bool = False, ax=None
         ('log', 8)
     """
     fn = "plot_spectrum"
+    check_flag(fn, "center", center)
+    check_flag(fn, "normalize", normalize)
     if ax is None:
         try:
             import matplotlib.pyplot as plt

@@ -16,6 +16,7 @@ import torch
 import matrixinfo
 import matrixinfo.functional as Fm
 import matrixinfo.losses as L
+import matrixinfo.metrics
 from matrixinfo import MatrixInfoValueError, MatrixInfoWarning
 from matrixinfo.metrics import CovarianceAccumulator
 
@@ -205,6 +206,24 @@ def test_functionals_reject_bad_flags_and_numbers():
     logits, target, embedding = llm_inputs()
     with pytest.raises(MatrixInfoValueError, match=r"matrix_llm_loss: expected detach_embedding to be True or False"):
         Fm.matrix_llm_loss(logits, target, embedding, detach_embedding="False")
+
+
+@pytest.mark.parametrize(
+    "call, pattern",
+    [
+        (lambda: matrixinfo.matrix_log(torch.eye(2), check_radius="no"), r"matrix_log: expected check_radius to be True or False"),
+        (lambda: matrixinfo.matrix_kl_divergence(torch.eye(2), torch.eye(2), check_radius=1),
+         r"matrix_kl_divergence: expected check_radius to be True or False, got 1"),
+        (lambda: matrixinfo.von_neumann_entropy(torch.eye(2), normalize="yes"), r"von_neumann_entropy: expected normalize"),
+        (lambda: CovarianceAccumulator(2).update(torch.eye(2)).covariance(center="False"),
+         r"CovarianceAccumulator.covariance: expected center to be True or False, got 'False'"),
+        (lambda: matrixinfo.metrics.covariance_effective_rank(torch.eye(3), center=None),
+         r"covariance_effective_rank: expected center to be True or False, got None"),
+    ],
+)
+def test_core_and_metric_flags_must_be_bool(call, pattern):
+    with pytest.raises(MatrixInfoValueError, match=pattern):
+        call()
 
 
 def test_matrix_llm_loss_reads_any_integer_target_dtype():
