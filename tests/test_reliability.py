@@ -362,3 +362,13 @@ def test_taylor_log_error_on_a_non_normal_matrix_exceeds_the_normal_bound():
         errors[order] = np.linalg.norm(approx - exact) / np.linalg.norm(exact)
     assert rho**5 / 5 < 0.04 < 0.5 < errors[4]  # measured 0.91 against a normal-matrix bound of 0.033
     assert errors[64] < 1e-6  # measured 1.7e-8
+
+
+def test_once_per_instance_warning_machinery_does_not_break_fullgraph_compile():
+    # The loss modules attribute warnings to themselves through a context
+    # variable; inside torch.compile that step is skipped (a compiled graph
+    # reads nothing on the host, so it cannot warn).
+    loss = L.MatrixKLAlignmentLoss(method="taylor", check_radius=False)
+    z = torch.randn(16, 8, dtype=F64, generator=torch.Generator().manual_seed(0))
+    compiled = torch.compile(loss, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(z, z + 0.1), loss(z, z + 0.1), rtol=1e-12, atol=1e-12)

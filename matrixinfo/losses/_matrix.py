@@ -47,8 +47,14 @@ class _PairLoss(nn.Module):
     last_warning = None
 
     def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with warnings_owned_by(self):
-            return type(self)._fn(online, target, **{k: getattr(self, k) for k in self._options})
+        return self._call(online, target)
+
+    def _call(self, *inputs: torch.Tensor) -> torch.Tensor:
+        options = {k: getattr(self, k) for k in self._options}
+        if torch.compiler.is_compiling():  # a compiled graph reads nothing on the host, so it never warns
+            return type(self)._fn(*inputs, **options)
+        with warnings_owned_by(self):  # each warning shown once per instance (MatrixInfoWarning)
+            return type(self)._fn(*inputs, **options)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={getattr(self, k)!r}" for k in self._options)
@@ -60,8 +66,7 @@ class _ViewsLoss(_PairLoss):
     def forward(self, *views) -> torch.Tensor:  # type: ignore[override]
         if len(views) == 1 and isinstance(views[0], (list, tuple)):
             views = tuple(views[0])
-        with warnings_owned_by(self):
-            return type(self)._fn(*views, **{k: getattr(self, k) for k in self._options})
+        return self._call(*views)
 
 
 class MatrixKLUniformityLoss(_PairLoss):
