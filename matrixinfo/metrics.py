@@ -290,7 +290,12 @@ class CovarianceAccumulator:
     def __init__(self, dim: int, *, device: torch.device | str | None = None) -> None:
         self._dim = check_int("CovarianceAccumulator", "dim", dim, 1)
         self._device_fixed = device is not None
-        self._device = torch.device(device) if device is not None else torch.device("cpu")
+        try:
+            self._device = torch.device(device) if device is not None else torch.device("cpu")
+        except (RuntimeError, TypeError):
+            raise MatrixInfoValueError(
+                f"CovarianceAccumulator: expected device to be a torch.device or a device string, got {device!r}."
+            ) from None
         self.reset()
 
     def reset(self) -> "CovarianceAccumulator":

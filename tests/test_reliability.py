@@ -219,6 +219,8 @@ def test_functionals_reject_bad_flags_and_numbers():
          r"CovarianceAccumulator.covariance: expected center to be True or False, got 'False'"),
         (lambda: matrixinfo.metrics.covariance_effective_rank(torch.eye(3), center=None),
          r"covariance_effective_rank: expected center to be True or False, got None"),
+        (lambda: CovarianceAccumulator(2, device="gpu"),
+         r"CovarianceAccumulator: expected device to be a torch.device or a device string, got 'gpu'"),
     ],
 )
 def test_core_and_metric_flags_must_be_bool(call, pattern):

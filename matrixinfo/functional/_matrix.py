@@ -25,8 +25,9 @@ or a trace of a product with one. Two methods compute it:
     multiple of the identity; the eigh matrix logarithm with its
     Daleckii-Krein backward otherwise.
 
-Spectral work runs in float32 (float64 inputs stay float64) with autocast
-disabled; for float16/bfloat16 inputs the loss is returned in float32, like
+Spectral work runs in the promoted dtype of all inputs (torch's type
+promotion: float32 with float64 gives float64; half precision is raised to
+float32) with autocast disabled; for float16/bfloat16 inputs the loss is returned in float32, like
 PyTorch's own losses under autocast.
 """
 
