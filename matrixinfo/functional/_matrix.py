@@ -27,8 +27,8 @@ or a trace of a product with one. Two methods compute it:
 
 Spectral work runs in the promoted dtype of all inputs (torch's type
 promotion: float32 with float64 gives float64; half precision is raised to
-float32) with autocast disabled; for float16/bfloat16 inputs the loss is returned in float32, like
-PyTorch's own losses under autocast.
+float32) with autocast disabled; for float16/bfloat16 inputs the loss is
+returned in float32, like PyTorch's own losses under autocast.
 """
 
 from __future__ import annotations
