@@ -5,7 +5,7 @@ The core functions are importable from the top level::
     from matrixinfo import matrix_entropy, matrix_kl_divergence, effective_rank
 """
 
-from ._checks import MatrixInfoTypeError, MatrixInfoValueError
+from ._checks import MatrixInfoTypeError, MatrixInfoValueError, MatrixInfoWarning
 from .core import (
     effective_rank,
     matrix_cross_entropy,
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MatrixInfoTypeError",
     "MatrixInfoValueError",
+    "MatrixInfoWarning",
     "effective_rank",
     "matrix_cross_entropy",
     "matrix_entropy",

@@ -11,6 +11,9 @@ data, so they cost nothing and never synchronize a GPU.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
 import sys
 import warnings
 from typing import Iterable, Sequence
@@ -54,6 +57,38 @@ class MatrixInfoTypeError(TypeError):
         ... except MatrixInfoTypeError as err:
         ...     print(err)
         effective_rank: expected A to have a real floating dtype (float16, bfloat16, float32 or float64), got torch.int64.
+    """
+
+
+class MatrixInfoWarning(RuntimeWarning):
+    """The category of every warning matrixinfo emits (suspect numerics).
+
+    Subclasses :class:`RuntimeWarning`. Silence them all with
+    ``warnings.filterwarnings("ignore", category=MatrixInfoWarning)``.
+
+    A loss module shows a given warning once per instance; the latest message
+    (with the latest figure) stays in its ``last_warning`` attribute. A function
+    called directly shows it once per calling line, as Python's ``"default"``
+    action would if the figure did not change the message. Under the
+    ``"always"`` or ``"error"`` actions every occurrence is shown.
+
+    Examples:
+        >>> import warnings
+        >>> import torch
+        >>> from matrixinfo import MatrixInfoWarning
+        >>> from matrixinfo.losses import TCRLoss
+        >>> loss = TCRLoss(method="taylor")
+        >>> z = torch.eye(4, dtype=torch.float64).repeat(2, 1)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("default")
+        ...     for _ in range(5):
+        ...         _ = loss(z)
+        >>> [w.category.__name__ for w in caught]
+        ['MatrixInfoWarning']
+        >>> loss.last_warning.startswith("tcr_loss: the Taylor series")
+        True
+        >>> issubclass(MatrixInfoWarning, RuntimeWarning)
+        True
     """
 
 
@@ -124,6 +159,17 @@ def check_same_device(fn: str, names: Iterable[str], *tensors: torch.Tensor) -> 
         raise MatrixInfoValueError(f"{fn}: expected all inputs on one device, got {listing}.")
 
 
+def check_not_meta(fn: str, name: str, x: torch.Tensor) -> None:
+    """Functions that read values on the host (or whose output shape depends
+    on the data) cannot run on the meta device: say so instead of torch's
+    ``Tensor.item() cannot be called on meta tensors``."""
+    if x.device.type == "meta":
+        raise MatrixInfoValueError(
+            f"{fn}: expected {name} on a device with data, got a meta tensor; {fn} reads values "
+            "on the host, so it supports no shape inference on meta tensors (the matrix losses do)."
+        )
+
+
 def check_choice(fn: str, name: str, value, allowed: Sequence[str]) -> str:
     if value not in allowed:
         listed = ", ".join(repr(a) for a in allowed)
@@ -139,22 +185,78 @@ def check_int(fn: str, name: str, value, minimum: int) -> int:
     return value
 
 
-def check_number(fn: str, name: str, value, *, minimum: float | None = None, strict: bool = False) -> float:
+def check_number(
+    fn: str,
+    name: str,
+    value,
+    *,
+    minimum: float | None = None,
+    strict: bool = False,
+    maximum: float | None = None,
+) -> float:
+    """A finite real number (a Python or NumPy scalar, not a bool), optionally
+    ``>= minimum`` (``> minimum`` if ``strict``) and ``<= maximum``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MatrixInfoTypeError(f"{fn}: expected {name} to be a real number, got {value!r}.")
     value = float(value)
-    if value != value:
-        raise MatrixInfoValueError(f"{fn}: expected {name} to be a real number, got nan.")
+    if not math.isfinite(value):
+        raise MatrixInfoValueError(f"{fn}: expected {name} to be a finite real number, got {value!r}.")
     if minimum is not None and (value < minimum or (strict and value == minimum)):
         op = ">" if strict else ">="
         raise MatrixInfoValueError(f"{fn}: expected {name} {op} {minimum}, got {value!r}.")
+    if maximum is not None and value > maximum:
+        raise MatrixInfoValueError(f"{fn}: expected {name} <= {maximum}, got {value!r}.")
     return value
 
 
-def warn(message: str) -> None:
-    """Emit a :class:`RuntimeWarning` attributed to the first caller outside
+def check_flag(fn: str, name: str, value) -> bool:
+    """A real ``bool`` (``True``/``False``, NumPy's ``bool_`` too): config files
+    yield strings such as ``"False"``, which are true in Python."""
+    if type(value).__name__ in ("bool", "bool_"):
+        return bool(value)
+    raise MatrixInfoValueError(f"{fn}: expected {name} to be True or False, got {value!r}.")
+
+
+# The loss module a warning belongs to (set by the modules' forward), so that
+# a training loop sees each warning of a loss instance once.
+_OWNER: contextvars.ContextVar = contextvars.ContextVar("matrixinfo_warning_owner", default=None)
+_SEEN_SITES: set = set()
+
+
+@contextlib.contextmanager
+def warnings_owned_by(module):
+    """Attribute the warnings emitted inside the block to ``module``."""
+    token = _OWNER.set(module)
+    try:
+        yield
+    finally:
+        _OWNER.reset(token)
+
+
+def _action(message: str, module: str, lineno: int) -> str:
+    """The action of the first warnings filter matching a MatrixInfoWarning
+    (the logic of :func:`warnings.warn`, without its once-per-text registry)."""
+    for action, msg, cat, mod, ln in warnings.filters:
+        if (
+            issubclass(MatrixInfoWarning, cat)
+            and (msg is None or msg.match(message))
+            and (mod is None or mod.match(module))
+            and (ln == 0 or ln == lineno)
+        ):
+            return action
+    return warnings.defaultaction
+
+
+def warn(message: str, key: str | None = None) -> None:
+    """Emit a :class:`MatrixInfoWarning` attributed to the first caller outside
     matrixinfo (and torch's autograd/module machinery), whatever the depth of
-    the call inside the library."""
+    the call inside the library.
+
+    ``key`` names the kind of warning (by default the first 60 characters of
+    the message, which hold the function and the kind, not the figures). Inside a loss module's ``forward`` (:func:`warnings_owned_by`) the
+    message is stored as the module's ``last_warning`` and shown once per
+    module and key; otherwise once per calling line and key. Filters with the
+    ``"always"`` or ``"error"`` action see every occurrence."""
     level = 2  # stacklevel 2 is warn()'s caller, frame _getframe(1)
     frame = sys._getframe(1)
     while frame is not None:
@@ -163,7 +265,26 @@ def warn(message: str) -> None:
             break
         frame = frame.f_back
         level += 1
-    warnings.warn(message, RuntimeWarning, stacklevel=level)
+    key = key if key is not None else message[:60]  # the figures come later in every message
+    owner = _OWNER.get()
+    if owner is not None:
+        try:
+            object.__setattr__(owner, "last_warning", message)
+            seen = owner.__dict__.setdefault("_matrixinfo_warned", set())
+        except (AttributeError, TypeError):  # an object without a __dict__
+            owner, seen = None, _SEEN_SITES
+    else:
+        seen = _SEEN_SITES
+    if frame is not None:
+        where = (frame.f_globals.get("__name__", ""), frame.f_code.co_filename, frame.f_lineno)
+    else:
+        where = ("", "", 0)
+    if _action(message, where[0], where[2]) not in ("always", "error"):
+        tag = key if owner is not None else (key, where[1], where[2])
+        if tag in seen:
+            return
+        seen.add(tag)
+    warnings.warn(message, MatrixInfoWarning, stacklevel=level)
 
 
 def check_embeddings(fn: str, names: Sequence[str], *zs, min_rows: int = 2) -> None:

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ._checks import warn
+from ._checks import check_not_meta, warn
 
 __all__: list[str] = []
 
@@ -41,18 +41,51 @@ def full_precision(device_type: str):
         yield
 
 
+def non_finite_guard(*tensors: torch.Tensor):
+    """The non-finite policy of the package: NaN out, without a host read.
+
+    ``tensors`` are ``(*, m, n)`` matrices with broadcastable batch
+    dimensions. Returns ``bad``, a bool tensor over the broadcast batch shape
+    that is true where any of the matrices holds a NaN or an infinity, and the
+    tensors with those matrices replaced by ``eye(m, n)`` (a harmless input for
+    every spectral routine, so that no LAPACK error and no warning is raised on
+    them). Pass the result through :func:`nan_where`."""
+    bad = None
+    for t in tensors:
+        b = ~torch.isfinite(t).all(-1).all(-1)
+        bad = b if bad is None else bad | b
+    cleaned = tuple(
+        torch.where(bad[..., None, None], torch.eye(t.shape[-2], t.shape[-1], dtype=t.dtype, device=t.device), t)
+        for t in tensors
+    )
+    return bad, cleaned
+
+
+def nan_where(bad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out`` with NaN wherever ``bad`` (batch shape, a prefix of ``out``'s)."""
+    mask = bad.reshape(bad.shape + (1,) * (out.ndim - bad.ndim))
+    return torch.where(mask, torch.full((), float("nan"), dtype=out.dtype, device=out.device), out)
+
+
 def spectral(fn):
     """Decorator: run ``fn`` on float32/float64 copies of its tensor arguments
-    with autocast disabled, and return results in the input's dtype."""
+    (the promoted dtype of all of them) with autocast disabled, and return
+    results in the input's dtype. Matrices holding NaN or inf give NaN
+    (:func:`non_finite_guard`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        check_not_meta(fn.__name__.lstrip("_"), "the input", tensors[0])
         out_dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
         work = compute_dtype(out_dtype)
-        args = tuple(a.to(work) if isinstance(a, torch.Tensor) else a for a in args)
+        args = [a.to(work) if isinstance(a, torch.Tensor) else a for a in args]
+        where = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+        bad, cleaned = non_finite_guard(*[args[i] for i in where])
+        for i, t in zip(where, cleaned):
+            args[i] = t
         with full_precision(tensors[0].device.type):
-            out = fn(*args, **kwargs)
+            out = nan_where(bad, fn(*args, **kwargs))
         if out_dtype != work:
             out = out.to(out_dtype)
         return out
@@ -240,8 +273,10 @@ def warn_if_outside_radius(fn: str, X: torch.Tensor, radius: float = 1.0, what: 
 
     Reads one or two scalars on the host (a GPU synchronization): the cheap
     bound of :func:`spectral_radius_bound`, then, only if that does not settle
-    it, the power-iteration estimate."""
-    if float(spectral_radius_bound(X).max()) < radius:
+    it, the power-iteration estimate. No warning for a non-finite ``X``
+    (the result is NaN anyway)."""
+    bound = float(spectral_radius_bound(X).max())
+    if bound < radius or not math.isfinite(bound):
         return
     rho = spectral_radius_estimate(X)
     worst = float(rho.max())
@@ -251,6 +286,7 @@ def warn_if_outside_radius(fn: str, X: torch.Tensor, radius: float = 1.0, what: 
             f"the spectral radius of {what} is about {worst:.3g} >= {radius:g}, so the value is "
             "not an approximation of the matrix logarithm. Add a larger shift (mu), scale the "
             "input down (for example with a warm-up), or use method='eigh'/'exact'.",
+            key=f"{fn}: Taylor radius",
         )
 
 

@@ -44,7 +44,9 @@ import torch.distributed as dist
 from . import _distributed, _spectral
 from ._checks import (
     check_choice,
+    check_flag,
     check_int,
+    check_not_meta,
     check_tensor,
     MatrixInfoTypeError,
     MatrixInfoValueError,
@@ -98,6 +100,7 @@ def _as_samples(fn: str, name: str, x, *, dim: int | None = None, min_rows: int 
     rows, NumPy arrays, a fixed ``d`` for a streaming accumulator), where the
     losses take one batch ``(B, d)`` of torch tensors."""
     x = check_tensor(fn, name, _as_tensor(fn, name, x))
+    check_not_meta(fn, name, x)
     if dim is None:
         if x.ndim != 2 or x.shape[0] < min_rows or x.shape[1] < 1:
             raise MatrixInfoValueError(
@@ -287,7 +290,12 @@ class CovarianceAccumulator:
     def __init__(self, dim: int, *, device: torch.device | str | None = None) -> None:
         self._dim = check_int("CovarianceAccumulator", "dim", dim, 1)
         self._device_fixed = device is not None
-        self._device = torch.device(device) if device is not None else torch.device("cpu")
+        try:
+            self._device = torch.device(device) if device is not None else torch.device("cpu")
+        except (RuntimeError, TypeError):
+            raise MatrixInfoValueError(
+                f"CovarianceAccumulator: expected device to be a torch.device or a device string, got {device!r}."
+            ) from None
         self.reset()
 
     def reset(self) -> "CovarianceAccumulator":
@@ -300,6 +308,74 @@ class CovarianceAccumulator:
 
     def __repr__(self) -> str:
         return f"CovarianceAccumulator(dim={self._dim}, count={self._count}, device={self._device})"
+
+    def state_dict(self) -> dict:
+        """The statistics as a dict of tensors and plain numbers, for checkpoints.
+
+        It loads with ``torch.load(..., weights_only=True)`` (the default), and
+        ``map_location`` works as for a module: :meth:`load_state_dict` keeps
+        the statistics on the device of the loaded tensors.
+
+        Returns:
+            ``{"dim": int, "count": int, "mean": (d,) float64 tensor,
+            "m2": (d, d) float64 tensor, "reduced": bool, "device_fixed": bool}``
+            (copies: later updates do not change it).
+
+        Examples:
+            >>> import io
+            >>> import torch
+            >>> from matrixinfo.metrics import CovarianceAccumulator
+            >>> acc = CovarianceAccumulator(2).update(torch.tensor([[1.0, 2.0], [3.0, 5.0]]))
+            >>> buffer = io.BytesIO()
+            >>> torch.save({"metric": acc.state_dict()}, buffer)
+            >>> _ = buffer.seek(0)
+            >>> resumed = CovarianceAccumulator(2).load_state_dict(torch.load(buffer)["metric"])
+            >>> bool(torch.equal(resumed.covariance(), acc.covariance())), resumed.count
+            (True, 2)
+        """
+        return {
+            "dim": self._dim,
+            "count": self._count,
+            "mean": self._mean.clone(),
+            "m2": self._m2.clone(),
+            "reduced": self._reduced,
+            "device_fixed": self._device_fixed,
+        }
+
+    def load_state_dict(self, state: dict) -> "CovarianceAccumulator":
+        """Restore the statistics saved by :meth:`state_dict`. Returns ``self``.
+
+        The statistics then live on the device of ``state["mean"]`` (so
+        ``torch.load(..., map_location=...)`` decides it).
+
+        Raises:
+            MatrixInfoValueError: ``state`` is not such a dict, or its ``dim``
+                differs from this accumulator's.
+        """
+        fn = "CovarianceAccumulator.load_state_dict"
+        keys = {"dim", "count", "mean", "m2", "reduced", "device_fixed"}
+        if not isinstance(state, dict) or set(state) != keys:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise MatrixInfoValueError(f"{fn}: expected state to be a dict with keys {sorted(keys)}, got {got}.")
+        d = self._dim
+        if state["dim"] != d:
+            raise MatrixInfoValueError(f"{fn}: expected state of dim {d}, got dim {state['dim']!r}.")
+        mean, m2, count = state["mean"], state["m2"], state["count"]
+        ok = (
+            isinstance(mean, torch.Tensor) and isinstance(m2, torch.Tensor)
+            and tuple(mean.shape) == (d,) and tuple(m2.shape) == (d, d)
+            and mean.dtype == m2.dtype == torch.float64 and mean.device == m2.device
+            and isinstance(count, int) and not isinstance(count, bool) and count >= 0
+        )
+        if not ok:
+            raise MatrixInfoValueError(
+                f"{fn}: expected count an integer >= 0, mean ({d},) and m2 ({d}, {d}) float64 tensors on one "
+                f"device, got count {count!r}, mean {getattr(mean, 'shape', mean)!r}, m2 {getattr(m2, 'shape', m2)!r}."
+            )
+        self._count, self._mean, self._m2 = count, mean.clone(), m2.clone()
+        self._reduced, self._device_fixed = bool(state["reduced"]), bool(state["device_fixed"])
+        self._device = mean.device
+        return self
 
     @property
     def dim(self) -> int:
@@ -437,6 +513,7 @@ class CovarianceAccumulator:
             MatrixInfoValueError: no samples yet.
         """
         self._require_samples("CovarianceAccumulator.covariance")
+        check_flag("CovarianceAccumulator.covariance", "center", center)
         return _second_moment(self._count, self._mean, self._m2, center)
 
     def spectrum(self, *, center: bool = True) -> torch.Tensor:
@@ -453,6 +530,7 @@ class CovarianceAccumulator:
             MatrixInfoValueError: no samples yet.
         """
         self._require_samples("CovarianceAccumulator.spectrum")
+        check_flag("CovarianceAccumulator.spectrum", "center", center)
         c = _second_moment(self._count, self._mean, self._m2, center)
         return torch.linalg.eigvalsh(c).flip(0).clamp_min(0)
 
@@ -463,6 +541,7 @@ class CovarianceAccumulator:
             MatrixInfoValueError: no samples yet.
         """
         self._require_samples("CovarianceAccumulator.effective_rank")
+        check_flag("CovarianceAccumulator.effective_rank", "center", center)
         return float(_effective_rank(_second_moment(self._count, self._mean, self._m2, center)))
 
     def matrix_entropy(self, *, center: bool = True) -> float:
@@ -472,6 +551,7 @@ class CovarianceAccumulator:
             MatrixInfoValueError: no samples yet.
         """
         self._require_samples("CovarianceAccumulator.matrix_entropy")
+        check_flag("CovarianceAccumulator.matrix_entropy", "center", center)
         return _normalized_matrix_entropy(_second_moment(self._count, self._mean, self._m2, center))
 
 
@@ -527,6 +607,7 @@ def covariance_effective_rank(Z, *, center: bool = True) -> float:
         >>> covariance_effective_rank(Z, center=False) < 2  # the offset 5 dominates Z^T Z / N
         True
     """
+    check_flag("covariance_effective_rank", "center", center)
     return _accumulate("covariance_effective_rank", Z).effective_rank(center=center)
 
 
@@ -567,6 +648,7 @@ def embedding_matrix_entropy(Z, *, center: bool = True) -> float:
         >>> math.isclose(math.exp(me - 1), covariance_effective_rank(Z), rel_tol=1e-12)
         True
     """
+    check_flag("embedding_matrix_entropy", "center", center)
     return _accumulate("embedding_matrix_entropy", Z).matrix_entropy(center=center)
 
 
@@ -813,6 +895,8 @@ def plot_spectrum(data, *, center: bool = True, normalize: bool = False, ax=None
         ('log', 8)
     """
     fn = "plot_spectrum"
+    check_flag(fn, "center", center)
+    check_flag(fn, "normalize", normalize)
     if ax is None:
         try:
             import matplotlib.pyplot as plt

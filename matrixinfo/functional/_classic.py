@@ -35,8 +35,8 @@ from typing import NamedTuple, Optional
 import torch
 import torch.distributed as dist
 
-from .. import _distributed
-from .._checks import MatrixInfoValueError, check_embeddings, check_number, shape_str, warn
+from .. import _distributed, _spectral
+from .._checks import MatrixInfoValueError, check_embeddings, check_flag, check_not_meta, check_number, shape_str, warn
 from .._spectral import compute_dtype, full_precision
 
 __all__ = [
@@ -189,6 +189,7 @@ def barlow_twins_loss(
     """
     fn = "barlow_twins_loss"
     check_embeddings(fn, ("z1", "z2"), z1, z2)
+    check_flag(fn, "gather_distributed", gather_distributed)
     lambda_param = check_number(fn, "lambda_param", lambda_param, minimum=0.0)
     z1, z2 = _distributed.maybe_gather(gather_distributed, z1, z2)
     with full_precision(z1.device.type):
@@ -266,6 +267,7 @@ def vicreg_loss(
     """
     fn = "vicreg_loss"
     check_embeddings(fn, ("z1", "z2"), z1, z2)
+    check_flag(fn, "gather_distributed", gather_distributed)
     lambda_param = check_number(fn, "lambda_param", lambda_param, minimum=0.0)
     mu_param = check_number(fn, "mu_param", mu_param, minimum=0.0)
     nu_param = check_number(fn, "nu_param", nu_param, minimum=0.0)
@@ -349,6 +351,7 @@ def simclr_loss(
     """
     fn = "simclr_loss"
     check_embeddings(fn, ("z1", "z2"), z1, z2)
+    check_flag(fn, "gather_distributed", gather_distributed)
     temperature = check_number(fn, "temperature", temperature, minimum=0.0, strict=True)
     with full_precision(z1.device.type):
         n1, n2 = (_normalize(z) for z in _work(z1, z2))
@@ -408,7 +411,7 @@ def negative_cosine_similarity_loss(online: torch.Tensor, target: torch.Tensor) 
         0-d tensor in ``[-1, 1]`` to minimize.
 
     Raises:
-        MatrixInfoValueError: shapes are not ``(B, d)`` with ``B >= 2`` or differ;
+        MatrixInfoValueError: shapes are not ``(B, d)`` with ``B >= 1`` or differ;
             inputs on different devices.
         MatrixInfoTypeError: inputs are not real floating tensors.
 
@@ -420,7 +423,7 @@ def negative_cosine_similarity_loss(online: torch.Tensor, target: torch.Tensor) 
         >>> negative_cosine_similarity_loss(p, z)  # -(1 + 1/sqrt(2)) / 2
         tensor(-0.8536, dtype=torch.float64)
     """
-    check_embeddings("negative_cosine_similarity_loss", ("online", "target"), online, target)
+    check_embeddings("negative_cosine_similarity_loss", ("online", "target"), online, target, min_rows=1)
     with full_precision(online.device.type):
         return -_mean_cosine(online, target)
 
@@ -453,7 +456,7 @@ def byol_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         0-d tensor in ``[0, 4]`` to minimize.
 
     Raises:
-        MatrixInfoValueError: shapes are not ``(B, d)`` with ``B >= 2`` or differ;
+        MatrixInfoValueError: shapes are not ``(B, d)`` with ``B >= 1`` or differ;
             inputs on different devices.
         MatrixInfoTypeError: inputs are not real floating tensors.
 
@@ -464,7 +467,7 @@ def byol_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         >>> byol_loss(p, -p)  # opposite directions: the maximum
         tensor(4., dtype=torch.float64)
     """
-    check_embeddings("byol_loss", ("online", "target"), online, target)
+    check_embeddings("byol_loss", ("online", "target"), online, target, min_rows=1)
     with full_precision(online.device.type):
         return 2.0 - 2.0 * _mean_cosine(online, target)
 
@@ -538,6 +541,7 @@ def spectral_contrastive_loss(
     """
     fn = "spectral_contrastive_loss"
     check_embeddings(fn, ("z1", "z2"), z1, z2)
+    check_flag(fn, "gather_distributed", gather_distributed)
     mu = check_number(fn, "mu", mu, minimum=0.0, strict=True)
     radius = math.sqrt(mu)
     with full_precision(z1.device.type):
@@ -693,11 +697,13 @@ def corinfomax_loss(
     """
     fn = "corinfomax_loss"
     check_embeddings(fn, ("z1", "z2"), z1, z2)
+    check_flag(fn, "gather_distributed", gather_distributed)
     alpha = check_number(fn, "alpha", alpha, minimum=0.0)
     eps = check_number(fn, "eps", eps, minimum=0.0, strict=True)
     forgetting = check_number(fn, "forgetting", forgetting, minimum=0.0)
     if forgetting > 1.0:
         raise MatrixInfoValueError(f"{fn}: expected forgetting <= 1, got {forgetting!r}.")
+    check_not_meta(fn, "z1", z1)
     d = z1.shape[1]
     if state is None:
         state = CorInfoMaxState.initial(d, device=z1.device)
@@ -717,7 +723,8 @@ def corinfomax_loss(
             m_new = forgetting * m.detach().to(torch.float64) + (1.0 - forgetting) * z.mean(dim=0)
             centered = z - m_new
             R_new = forgetting * R.detach().to(torch.float64) + (1.0 - forgetting) * (centered.mT @ centered) / B
-            logdets.append(_logdet_spd(fn, R_new + eps * eye))
+            bad, (R_reg,) = _spectral.non_finite_guard(R_new + eps * eye)  # NaN out, no LAPACK error
+            logdets.append(_spectral.nan_where(bad, _logdet_spd(fn, R_reg)))
             new.append((R_new.detach(), m_new.detach()))
         loss = alpha * invariance.to(torch.float64) - (logdets[0] + logdets[1]) / d
         new_state = CorInfoMaxState(new[0][0], new[1][0], new[0][1], new[1][1])

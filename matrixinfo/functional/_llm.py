@@ -19,7 +19,9 @@ from .. import _spectral
 from .._checks import (
     MatrixInfoValueError,
     check_choice,
+    check_flag,
     check_int,
+    check_not_meta,
     check_number,
     check_same_device,
     check_tensor,
@@ -95,6 +97,7 @@ class _Phi(torch.autograd.Function):
 def _check(fn, logits, target, embedding, method, top_k, mce_weight, eps, ignore_index):
     check_tensor(fn, "logits", logits)
     check_tensor(fn, "embedding", embedding)
+    check_not_meta(fn, "logits", logits)
     if logits.ndim < 2 or logits.shape[-1] < 2:
         raise MatrixInfoValueError(
             f"{fn}: expected logits to have shape (N, n) with n >= 2 (or (*, n)), got {shape_str(logits.shape)}."
@@ -126,6 +129,8 @@ def _check(fn, logits, target, embedding, method, top_k, mce_weight, eps, ignore
             raise MatrixInfoValueError(
                 f"{fn}: expected target indices in [0, {n}) or ignore_index={ignore_index}, got {bad}."
             )
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise MatrixInfoValueError(f"{fn}: expected ignore_index to be an integer, got {ignore_index!r}.")
     check_same_device(fn, ("logits", "target", "embedding"), logits, target, embedding)
     check_choice(fn, "method", method, _METHODS)
     check_int(fn, "top_k", top_k, 1)
@@ -396,13 +401,21 @@ def matrix_llm_loss(
     fn = "matrix_llm_loss"
     _check(fn, logits, target, embedding, method, top_k, mce_weight, eps, ignore_index)
     check_int(fn, "rank", rank, 0)
+    check_flag(fn, "detach_embedding", detach_embedding)
     n = logits.shape[-1]
     soft = target.is_floating_point()
     logits = logits.reshape(-1, n)
-    target = target.reshape(-1, n) if soft else target.reshape(-1)
+    # Any integer dtype of class indices (uint8, int32, ...) is read as int64, which gather needs.
+    target = target.reshape(-1, n) if soft else target.reshape(-1).long()
     work = _spectral.compute_dtype(torch.promote_types(logits.dtype, embedding.dtype))
     with _spectral.full_precision(logits.device.type):
-        logits = logits.to(work)
+        # Non-finite policy (docs/numerics.rst): NaN out, without a host read.
+        checked = (logits, embedding, target) if soft else (logits, embedding)
+        bad = ~torch.stack([torch.isfinite(t).all() for t in checked]).all()
+        logits = torch.where(torch.isfinite(logits), logits, 0.0).to(work)
+        embedding = torch.where(torch.isfinite(embedding), embedding, 0.0)
+        if soft:
+            target = torch.where(torch.isfinite(target), target, 0.0)
         E = F.normalize((embedding.detach() if detach_embedding else embedding).to(work), dim=1)
         if soft:
             keep = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
@@ -423,4 +436,4 @@ def matrix_llm_loss(
                 idx_t, w_t, rest_t = _target_support(target, soft, top_k)
                 mce = _mce_topk(q, E, idx_t, w_t.to(work), rest_t, top_k, rank, eps)
             value = value + mce_weight * mce
-        return value.mean()
+        return _spectral.nan_where(bad, value.mean())

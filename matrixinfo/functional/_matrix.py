@@ -25,13 +25,15 @@ or a trace of a product with one. Two methods compute it:
     multiple of the identity; the eigh matrix logarithm with its
     Daleckii-Krein backward otherwise.
 
-Spectral work runs in float32 (float64 inputs stay float64) with autocast
-disabled; for float16/bfloat16 inputs the loss is returned in float32, like
-PyTorch's own losses under autocast.
+Spectral work runs in the promoted dtype of all inputs (torch's type
+promotion: float32 with float64 gives float64; half precision is raised to
+float32) with autocast disabled; for float16/bfloat16 inputs the loss is
+returned in float32, like PyTorch's own losses under autocast.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -43,6 +45,7 @@ from .._checks import (
     MatrixInfoValueError,
     check_choice,
     check_embeddings,
+    check_flag,
     check_int,
     check_number,
 )
@@ -121,8 +124,9 @@ def _warn_radius(fn: str, M_small: torch.Tensor, shift: float, dim: int, what: s
     eye = torch.eye(M_small.shape[-1], dtype=M_small.dtype, device=M_small.device)
     X = M_small + (shift - 1.0) * eye
     padding = abs(shift - 1.0) if M_small.shape[-1] < dim else 0.0
-    if max(float(_spectral.spectral_radius_bound(X)), padding) < 1.0:
-        return  # provably inside: no power iteration
+    bound = float(_spectral.spectral_radius_bound(X))
+    if max(bound, padding) < 1.0 or not math.isfinite(bound):
+        return  # provably inside: no power iteration (or NaN/inf input: the loss is NaN)
     rho = max(float(_spectral.spectral_radius_estimate(X)), padding)
     if rho >= 1.0:
         _spectral.warn(
@@ -130,6 +134,7 @@ def _warn_radius(fn: str, M_small: torch.Tensor, shift: float, dim: int, what: s
             f"radius: the spectral radius of {what} is about {rho:.3g} >= 1, so the loss is not an "
             "approximation of the log-determinant. Use a larger shift, scale the input down "
             "(for MEC, the lambda warm-up), or method='exact'.",
+            key=f"{fn}: Taylor radius",
         )
 
 
@@ -264,11 +269,15 @@ def _common_checks(fn: str, method, order) -> None:
     check_int(fn, "order", order, 1)
 
 
-def _prepare(gather_distributed: bool, *zs: torch.Tensor):
-    """Gather, cast to the compute dtype, l2-normalize rows."""
+def _prepare(gather_distributed: bool, *zs: torch.Tensor, fn: str = "", check_radius: bool = True):
+    """Check the flags, gather, cast to the compute dtype of all inputs
+    (torch's type promotion: float32 with float64 computes in float64),
+    l2-normalize rows."""
+    check_flag(fn, "gather_distributed", gather_distributed)
+    check_flag(fn, "check_radius", check_radius)
     zs = maybe_gather(gather_distributed, *zs)
     zs = (zs,) if isinstance(zs, torch.Tensor) else zs
-    work = _spectral.compute_dtype(zs[0].dtype)
+    work = _spectral.compute_dtype(functools.reduce(torch.promote_types, [z.dtype for z in zs]))
     return tuple(F.normalize(z.to(work), dim=1) for z in zs)
 
 
@@ -280,6 +289,10 @@ def _run(fn, ref: torch.Tensor, compute):
     """Run ``compute()`` with autocast off. The result stays in the compute
     dtype: float32 for half-precision inputs (as PyTorch's own losses under
     autocast), so that the loss is not rounded to 3 significant digits."""
+    if ref.device.type == "meta":
+        # Shape inference (meta tensors, e.g. FSDP initialization): a 0-d loss
+        # of the compute dtype, connected to the graph; nothing is read on the host.
+        return ref.sum() * 0.0
     with _spectral.full_precision(ref.device.type):
         return compute()
 
@@ -339,7 +352,8 @@ def _alignment_value(fn, g: _Gram, *, mu, order, method, formulation, check_radi
     if formulation == "paper":
         return matrix_kl_divergence(P, Q)
     # tr(P log Q) without forming log Q: eigh plus four matmuls, forward and backward.
-    return -_spectral.TraceProductLog.apply(P, Q, fn)
+    bad, (P, Q) = _spectral.non_finite_guard(P, Q)  # NaN out without a LAPACK error
+    return _spectral.nan_where(bad, -_spectral.TraceProductLog.apply(P, Q, fn))
 
 
 def _gram(p, z, formulation) -> _Gram:
@@ -428,8 +442,8 @@ def matrix_kl_uniformity_loss(
     """
     fn = "matrix_kl_uniformity_loss"
     _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation)
-    z, p = _prepare(gather_distributed, online, target)
-    return _run(fn, online, lambda: _uniformity_value(
+    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
+    return _run(fn, z, lambda: _uniformity_value(
         fn, _gram(p, z, formulation), lam=lam, mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
 
 
@@ -484,8 +498,8 @@ def matrix_kl_alignment_loss(
     """
     fn = "matrix_kl_alignment_loss"
     _check_matrix_ssl(fn, online, target, None, mu, order, method, formulation)
-    z, p = _prepare(gather_distributed, online, target)
-    return _run(fn, online, lambda: _alignment_value(
+    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
+    return _run(fn, z, lambda: _alignment_value(
         fn, _gram(p, z, formulation), mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
 
 
@@ -543,7 +557,7 @@ def matrix_ssl_loss(
     """
     fn = "matrix_ssl_loss"
     _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma)
-    z, p = _prepare(gather_distributed, online, target)
+    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
     opts = dict(mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius)
 
     def compute():
@@ -553,7 +567,7 @@ def matrix_ssl_loss(
             value = value + gamma * _alignment_value(fn, g, **opts)
         return value
 
-    return _run(fn, online, compute)
+    return _run(fn, z, compute)
 
 
 # --------------------------------------------------------------------------- #
@@ -579,7 +593,7 @@ def _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_r
     _common_checks(fn, method, order)
     if lam is not None:
         check_number(fn, "lam", lam, minimum=0.0, strict=True)
-    zs = _prepare(gather_distributed, *views)
+    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
     B, d = zs[0].shape
     lam = _uniformity_lam(d, lam)
 
@@ -635,7 +649,7 @@ def uniformity_mce_loss(
     """
     fn = "uniformity_mce_loss"
     zs, _, _, mce = _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius)
-    return _run(fn, views[0], lambda: torch.stack([mce(z) for z in zs]).mean())
+    return _run(fn, zs[0], lambda: torch.stack([mce(z) for z in zs]).mean())
 
 
 def uniformity_mkl_loss(
@@ -666,7 +680,7 @@ def uniformity_mkl_loss(
     zs, d, lam, mce = _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius)
     c = 1.0 / d + lam
     entropy_p = -d * c * math.log(c) + d * c
-    return _run(fn, views[0], lambda: torch.stack([mce(z) for z in zs]).mean() - entropy_p)
+    return _run(fn, zs[0], lambda: torch.stack([mce(z) for z in zs]).mean() - entropy_p)
 
 
 def _check_tcr(fn, views, eps, method, order):
@@ -717,10 +731,10 @@ def tcr_loss(
     """
     fn = "tcr_loss"
     _check_tcr(fn, views, eps, method, order)
-    zs = _prepare(gather_distributed, *views)
+    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
     B, d = zs[0].shape
     scale = d / (B * eps)
-    return _run(fn, views[0], lambda: torch.stack(
+    return _run(fn, zs[0], lambda: torch.stack(
         [-0.5 * _trace_log_autocov(fn, z, 1.0, scale, method, order, check_radius) for z in zs]).mean())
 
 
@@ -755,12 +769,12 @@ def emp_tcr_loss(
     fn = "emp_tcr_loss"
     _check_tcr(fn, views, eps, method, order)
     check_number(fn, "mu", mu, minimum=0.0)
-    zs = _prepare(gather_distributed, *views)
+    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
     n = len(zs)
     B, d = zs[0].shape
     Z = torch.cat(zs, dim=1) / math.sqrt(n)
     scale = n * d / (B * eps)
-    return _run(fn, views[0], lambda: -mu * _trace_log_autocov(fn, Z, 1.0, scale, method, order, check_radius))
+    return _run(fn, zs[0], lambda: -mu * _trace_log_autocov(fn, Z, 1.0, scale, method, order, check_radius))
 
 
 def emp_ssl_loss(
@@ -798,7 +812,7 @@ def emp_ssl_loss(
     _check_tcr(fn, views, eps, method, order)
     check_number(fn, "invariance_weight", invariance_weight, minimum=0.0)
     check_number(fn, "tcr_weight", tcr_weight, minimum=0.0)
-    zs = _prepare(gather_distributed, *views)
+    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
     B, d = zs[0].shape
     scale = d / (B * eps)
 
@@ -808,7 +822,7 @@ def emp_ssl_loss(
         cos = torch.stack([F.cosine_similarity(z, mean, dim=1).mean() for z in zs])
         return tcr_weight * tcr.mean() - invariance_weight * cos.mean()
 
-    return _run(fn, views[0], compute)
+    return _run(fn, zs[0], compute)
 
 
 # --------------------------------------------------------------------------- #
@@ -875,8 +889,8 @@ def mec_loss(
     check_embeddings(fn, ("online", "target"), online, target)
     _common_checks(fn, method, order)
     check_number(fn, "eps", eps, minimum=0.0, strict=True)
-    check_number(fn, "lam_scale", lam_scale, minimum=0.0, strict=True)
-    z, p = _prepare(gather_distributed, online, target)
+    check_number(fn, "lam_scale", lam_scale, minimum=0.0, strict=True, maximum=1.0)
+    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
     B, d = z.shape
     lam = lam_scale * d / (B * eps)
 
@@ -890,4 +904,4 @@ def mec_loss(
             trace_log = _trace_log_taylor(M, min(B, d), 1.0, order)
         return -trace_log / (B * lam)
 
-    return _run(fn, online, compute)
+    return _run(fn, z, compute)

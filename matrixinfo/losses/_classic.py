@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import MatrixInfoValueError, check_int, check_number, shape_str
+from .._checks import MatrixInfoValueError, check_flag, check_int, check_number, shape_str
 from ..functional import _classic
 
 __all__ = [
@@ -25,10 +25,7 @@ __all__ = [
 ]
 
 
-def _check_flag(fn: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise MatrixInfoValueError(f"{fn}: expected {name} to be True or False, got {value!r}.")
-    return value
+_check_flag = check_flag  # one check for every flag of the package
 
 
 class BarlowTwinsLoss(nn.Module):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .. import functional as Fm
-from .._checks import check_choice, check_int, check_number
+from .._checks import MatrixInfoValueError, check_choice, check_flag, check_int, check_number
 
 __all__ = ["MatrixLLMLoss"]
 
@@ -40,8 +40,10 @@ class MatrixLLMLoss(nn.Module):
         check_int(name, "rank", rank, 0)
         check_number(name, "eps", eps, minimum=0.0, strict=True)
         self.mce_weight, self.method, self.top_k, self.rank, self.eps = mce_weight, method, top_k, rank, eps
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise MatrixInfoValueError(f"{name}: expected ignore_index to be an integer, got {ignore_index!r}.")
         self.ignore_index = ignore_index
-        self.detach_embedding = detach_embedding
+        self.detach_embedding = check_flag(name, "detach_embedding", detach_embedding)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return Fm.matrix_llm_loss(

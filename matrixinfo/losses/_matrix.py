@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .. import functional as Fm
-from .._checks import check_choice, check_int, check_number
+from .._checks import check_choice, check_flag, check_int, check_number, warnings_owned_by
 
 __all__ = [
     "EMPSSLLoss",
@@ -26,12 +26,16 @@ __all__ = [
 ]
 
 
-def _validate(name: str, method, order, methods=("taylor", "exact"), **numbers) -> None:
+def _validate(name: str, method, order, methods=("taylor", "exact"), gather_distributed=False, check_radius=True,
+              **numbers) -> None:
     check_choice(name, "method", method, methods)
     check_int(name, "order", order, 1)
-    for key, (value, minimum, strict) in numbers.items():
+    check_flag(name, "gather_distributed", gather_distributed)
+    check_flag(name, "check_radius", check_radius)
+    for key, spec in numbers.items():
+        value, minimum, strict = spec[:3]
         if value is not None:
-            check_number(name, key, value, minimum=minimum, strict=strict)
+            check_number(name, key, value, minimum=minimum, strict=strict, maximum=spec[3] if len(spec) > 3 else None)
 
 
 class _PairLoss(nn.Module):
@@ -39,9 +43,18 @@ class _PairLoss(nn.Module):
 
     _fn = None
     _options: tuple[str, ...] = ()
+    #: The latest warning of this loss (shown once per instance; see :class:`matrixinfo.MatrixInfoWarning`).
+    last_warning = None
 
     def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return type(self)._fn(online, target, **{k: getattr(self, k) for k in self._options})
+        return self._call(online, target)
+
+    def _call(self, *inputs: torch.Tensor) -> torch.Tensor:
+        options = {k: getattr(self, k) for k in self._options}
+        if torch.compiler.is_compiling():  # a compiled graph reads nothing on the host, so it never warns
+            return type(self)._fn(*inputs, **options)
+        with warnings_owned_by(self):  # each warning shown once per instance (MatrixInfoWarning)
+            return type(self)._fn(*inputs, **options)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={getattr(self, k)!r}" for k in self._options)
@@ -53,7 +66,7 @@ class _ViewsLoss(_PairLoss):
     def forward(self, *views) -> torch.Tensor:  # type: ignore[override]
         if len(views) == 1 and isinstance(views[0], (list, tuple)):
             views = tuple(views[0])
-        return type(self)._fn(*views, **{k: getattr(self, k) for k in self._options})
+        return self._call(*views)
 
 
 class MatrixKLUniformityLoss(_PairLoss):
@@ -76,7 +89,8 @@ class MatrixKLUniformityLoss(_PairLoss):
                  formulation: str = "official", gather_distributed: bool = False, check_radius: bool = True):
         super().__init__()
         name = type(self).__name__
-        _validate(name, method, order, lam=(lam, 0.0, False), mu=(mu, 0.0, True))
+        _validate(name, method, order, gather_distributed=gather_distributed, check_radius=check_radius,
+                  lam=(lam, 0.0, False), mu=(mu, 0.0, True))
         check_choice(name, "formulation", formulation, ("official", "paper"))
         self.lam, self.mu, self.order, self.method = lam, mu, order, method
         self.formulation, self.gather_distributed, self.check_radius = formulation, gather_distributed, check_radius
@@ -102,7 +116,8 @@ class MatrixKLAlignmentLoss(_PairLoss):
                  gather_distributed: bool = False, check_radius: bool = True):
         super().__init__()
         name = type(self).__name__
-        _validate(name, method, order, mu=(mu, 0.0, True))
+        _validate(name, method, order, gather_distributed=gather_distributed, check_radius=check_radius,
+                  mu=(mu, 0.0, True))
         check_choice(name, "formulation", formulation, ("official", "paper"))
         self.mu, self.order, self.method = mu, order, method
         self.formulation, self.gather_distributed, self.check_radius = formulation, gather_distributed, check_radius
@@ -137,7 +152,8 @@ class MatrixSSLLoss(_PairLoss):
                  check_radius: bool = True):
         super().__init__()
         name = type(self).__name__
-        _validate(name, method, order, gamma=(gamma, 0.0, False), lam=(lam, 0.0, False), mu=(mu, 0.0, True))
+        _validate(name, method, order, gather_distributed=gather_distributed, check_radius=check_radius,
+                  gamma=(gamma, 0.0, False), lam=(lam, 0.0, False), mu=(mu, 0.0, True))
         check_choice(name, "formulation", formulation, ("official", "paper"))
         self.gamma, self.lam, self.mu, self.order, self.method = gamma, lam, mu, order, method
         self.formulation, self.gather_distributed, self.check_radius = formulation, gather_distributed, check_radius
@@ -162,7 +178,8 @@ class UniformityMCELoss(_ViewsLoss):
     def __init__(self, *, lam: float | None = None, method: str = "exact", order: int = 4,
                  gather_distributed: bool = False, check_radius: bool = True):
         super().__init__()
-        _validate(type(self).__name__, method, order, lam=(lam, 0.0, True))
+        _validate(type(self).__name__, method, order, gather_distributed=gather_distributed,
+                  check_radius=check_radius, lam=(lam, 0.0, True))
         self.lam, self.method, self.order = lam, method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
@@ -202,7 +219,8 @@ class TCRLoss(_ViewsLoss):
     def __init__(self, *, eps: float = 0.2, method: str = "exact", order: int = 4,
                  gather_distributed: bool = False, check_radius: bool = True):
         super().__init__()
-        _validate(type(self).__name__, method, order, eps=(eps, 0.0, True))
+        _validate(type(self).__name__, method, order, gather_distributed=gather_distributed,
+                  check_radius=check_radius, eps=(eps, 0.0, True))
         self.eps, self.method, self.order = eps, method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
@@ -224,7 +242,8 @@ class EMPTCRLoss(_ViewsLoss):
     def __init__(self, *, eps: float = 0.2, mu: float = 0.5, method: str = "exact", order: int = 4,
                  gather_distributed: bool = False, check_radius: bool = True):
         super().__init__()
-        _validate(type(self).__name__, method, order, eps=(eps, 0.0, True), mu=(mu, 0.0, False))
+        _validate(type(self).__name__, method, order, gather_distributed=gather_distributed,
+                  check_radius=check_radius, eps=(eps, 0.0, True), mu=(mu, 0.0, False))
         self.eps, self.mu, self.method, self.order = eps, mu, method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
@@ -248,7 +267,8 @@ class EMPSSLLoss(_ViewsLoss):
     def __init__(self, *, eps: float = 0.2, invariance_weight: float = 200.0, tcr_weight: float = 1.0,
                  method: str = "exact", order: int = 4, gather_distributed: bool = False, check_radius: bool = True):
         super().__init__()
-        _validate(type(self).__name__, method, order, eps=(eps, 0.0, True),
+        _validate(type(self).__name__, method, order, gather_distributed=gather_distributed,
+                  check_radius=check_radius, eps=(eps, 0.0, True),
                   invariance_weight=(invariance_weight, 0.0, False), tcr_weight=(tcr_weight, 0.0, False))
         self.eps, self.invariance_weight, self.tcr_weight = eps, invariance_weight, tcr_weight
         self.method, self.order = method, order
@@ -279,6 +299,7 @@ class MECLoss(_PairLoss):
     def __init__(self, *, eps: float = 64.0, lam_scale: float = 1.0, order: int = 4, method: str = "taylor",
                  gather_distributed: bool = False, check_radius: bool = True):
         super().__init__()
-        _validate(type(self).__name__, method, order, eps=(eps, 0.0, True), lam_scale=(lam_scale, 0.0, True))
+        _validate(type(self).__name__, method, order, gather_distributed=gather_distributed,
+                  check_radius=check_radius, eps=(eps, 0.0, True), lam_scale=(lam_scale, 0.0, True, 1.0))
         self.eps, self.lam_scale, self.order, self.method = eps, lam_scale, order, method
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
