@@ -32,7 +32,7 @@ RUNS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(HERE, "results_gpu.md"))
-    parser.add_argument("--timeout", type=int, default=240, help="seconds per script")
+    parser.add_argument("--timeout", type=int, default=140, help="seconds per script (4 scripts: under 10 minutes)")
     args = parser.parse_args()
     import torch
 

@@ -238,9 +238,9 @@ def matrix_entropy(
         >>> bool(torch.isclose(value, torch.log(torch.tensor(4.0, dtype=torch.float64)) + 1))
         True
         >>> w = 1.0 / torch.arange(1.0, 201.0, dtype=torch.float64)  # eigenvalues 1/i
-        >>> Q = torch.linalg.qr(torch.randn(200, 200, dtype=torch.float64))[0]
-        >>> A = Q @ torch.diag(w) @ Q.T
         >>> g = torch.Generator().manual_seed(0)
+        >>> Q = torch.linalg.qr(torch.randn(200, 200, dtype=torch.float64, generator=g))[0]
+        >>> A = Q @ torch.diag(w) @ Q.T
         >>> est, err = matrix_entropy(A, method="lanczos", generator=g, return_error=True)
         >>> bool(abs(est - matrix_entropy(A)) < 0.05 * matrix_entropy(A)), bool(err > 0)
         (True, True)
