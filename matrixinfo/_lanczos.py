@@ -143,26 +143,29 @@ def lanczos(mv: MatVec, X: torch.Tensor, steps: int):
     scale = torch.zeros_like(norm)
     for j in range(steps):
         r = mv(q.mT).mT
-        V = torch.stack(rows, -2) if buffer is None else buffer[..., : j + 1, :]  # (*, m, j+1, n)
-        # Full reorthogonalization against every Lanczos vector, the current one
-        # included, so that its coefficient is alpha_j and the three-term
-        # recurrence needs no separate subtraction; classical Gram-Schmidt twice
-        # keeps the basis orthogonal to working precision.
-        coef = (V @ r.unsqueeze(-1)).squeeze(-1)  # (*, m, j+1)
-        a = coef[..., -1]
-        r = r - (coef.unsqueeze(-2) @ V).squeeze(-2)
+        # The three-term recurrence, then one full reorthogonalization pass
+        # (classical Gram-Schmidt against every Lanczos vector): together the
+        # two passes keep the basis orthogonal to working precision ("twice is
+        # enough"), while only the second reads all of V (the reads of V, not
+        # the flops, are what the reorthogonalization costs).
+        a = (q * r).sum(-1)
+        r = r - a.unsqueeze(-1) * q
+        if betas:
+            r = r - betas[-1].unsqueeze(-1) * rows_prev
         if j == steps - 1:
             alphas.append(a)
             break
-        coef2 = (V @ r.unsqueeze(-1)).squeeze(-1)
-        r = r - (coef2.unsqueeze(-2) @ V).squeeze(-2)
-        alphas.append(a + coef2[..., -1])
+        V = torch.stack(rows, -2) if buffer is None else buffer[..., : j + 1, :]  # (*, m, j+1, n)
+        coef = (V @ r.unsqueeze(-1)).squeeze(-1)  # (*, m, j+1)
+        r = r - (coef.unsqueeze(-2) @ V).squeeze(-2)
+        alphas.append(a + coef[..., -1])
         scale = torch.maximum(scale, a.detach().abs())
         b = torch.linalg.vector_norm(r, dim=-1)
         scale = torch.maximum(scale, b.detach())
         alive = alive & (b > n * eps * scale)
         b = torch.where(alive, b, torch.zeros_like(b))
         inv = torch.where(alive, 1.0 / torch.where(alive, b, torch.ones_like(b)), torch.zeros_like(b))
+        rows_prev = q
         q = r * inv.unsqueeze(-1)
         betas.append(b)
         if buffer is None:
