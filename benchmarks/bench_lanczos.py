@@ -91,7 +91,7 @@ def main() -> None:
     values = {k: [] for k in runs}
     for r in range(repeats):
         for k, f in runs.items():
-            t, v = timed(lambda f=f: f(r))
+            t, v = timed(lambda f=f, r=r: f(r))
             times[k].append(t)
             values[k].append(float(v))
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -116,8 +116,8 @@ def main() -> None:
         for s in steps:
             ts, errs, ests = [], [], []
             for seed in range(args.seeds):
-                t, (v, e) = timed(lambda: matrix_entropy(C, method="lanczos", num_probes=p, num_steps=s,
-                                                         generator=gen(100 + seed), return_error=True))
+                t, (v, e) = timed(lambda p=p, s=s, seed=seed: matrix_entropy(
+                    C, method="lanczos", num_probes=p, num_steps=s, generator=gen(100 + seed), return_error=True))
                 ts.append(t)
                 errs.append(abs(float(v) - exact) / exact)
                 ests.append(float(e) / exact)

@@ -43,8 +43,8 @@ def main() -> None:
     lines = [
         "# matrixinfo benchmarks on one GPU",
         "",
-        f"GPU: {torch.cuda.get_device_name()} ({smi or 'nvidia-smi unavailable'}); "
-        f"torch {torch.__version__}, CUDA {torch.version.cuda}",
+        (f"GPU: {torch.cuda.get_device_name()} ({smi or 'nvidia-smi unavailable'}); "
+         f"torch {torch.__version__}, CUDA {torch.version.cuda}"),
         "",
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
@@ -52,7 +52,7 @@ def main() -> None:
         cmd = [sys.executable, os.path.join(HERE, script), *extra]
         t0 = time.perf_counter()
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env, check=False)
             body, status = res.stdout, f"exit {res.returncode}"
             if res.returncode:
                 body += "\n" + res.stderr[-3000:]

@@ -140,6 +140,7 @@ def lanczos(mv: MatVec, X: torch.Tensor, steps: int):
     if buffer is not None:
         buffer[..., 0, :] = q
     alphas, betas = [], []
+    rows_prev = q
     scale = torch.zeros_like(norm)
     for j in range(steps):
         r = mv(q.mT).mT
