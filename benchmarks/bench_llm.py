@@ -74,7 +74,8 @@ def main() -> None:
             sync()
             times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["cross_entropy"])
-    print(f"# MatrixLLMLoss cost: n={args.vocab}, d={args.dim}, N={args.tokens}, float32, {args.device}, "
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    print(f"# MatrixLLMLoss cost: n={args.vocab}, d={args.dim}, N={args.tokens}, float32, {args.device} ({device_name}), "
           f"{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}")
     print()
     print("| step (logits matmul + loss, forward+backward) | median ms | ratio to CE |")

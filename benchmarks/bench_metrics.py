@@ -65,46 +65,63 @@ def main() -> None:
     parser.add_argument("--offset", type=float, default=0.0, help="common offset added to every embedding")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (memory is then the CUDA allocator's peak)")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(device)
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     generator = torch.Generator().manual_seed(args.seed)
     # Anisotropic embeddings: column scales from 1 down to 1e-2.
-    scales = torch.logspace(0, -2, args.dim, dtype=dtype)
+    scales = torch.logspace(0, -2, args.dim, dtype=dtype, device=device)
 
-    buffer = torch.empty(args.chunk, args.dim, dtype=dtype)
-    torch.randn(buffer.shape, generator=generator, dtype=dtype, out=buffer)  # touch every page
-    baseline = peak_rss_mib()
+    host = torch.empty(args.chunk, args.dim, dtype=dtype)
+    buffer = torch.empty(args.chunk, args.dim, dtype=dtype, device=device)
+    torch.randn(host.shape, generator=generator, dtype=dtype, out=host)  # touch every page
+    buffer.copy_(host)
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    baseline = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else peak_rss_mib()
 
-    acc = CovarianceAccumulator(args.dim)
+    acc = CovarianceAccumulator(args.dim, device=device)
     t_acc = t_mm = 0.0
     ratios = []  # per chunk: robust to bursts of load from other processes
     done = 0
     while done < args.rows:
         n = min(args.chunk, args.rows - done)
         x = buffer[:n]
-        torch.randn(x.shape, generator=generator, dtype=dtype, out=x)
+        torch.randn(host[:n].shape, generator=generator, dtype=dtype, out=host[:n])
+        x.copy_(host[:n])
         x.mul_(scales).add_(args.offset)
+        sync()
 
         start = time.perf_counter()
         acc.update(x)
+        sync()
         a = time.perf_counter() - start
 
         start = time.perf_counter()
         gram = x.T @ x
+        sync()
         m = time.perf_counter() - start
         del gram
         t_acc, t_mm = t_acc + a, t_mm + m
         ratios.append(a / m)
         done += n
 
-    growth = peak_rss_mib() - baseline
+    growth = (torch.cuda.max_memory_allocated(device) / 2**20 if cuda else peak_rss_mib()) - baseline
     erank = acc.effective_rank()
 
     chunk_mib = buffer.numel() * buffer.element_size() / 2**20
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs: {cpu_name()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs: {cpu_name()}; "
+          f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if cuda else ""))
     print(f"N = {args.rows}, d = {args.dim}, chunk = {args.chunk} rows ({chunk_mib:.0f} MiB), "
           f"{args.dtype}, offset {args.offset:g}")
     print(f"CovarianceAccumulator.update : {t_acc:8.2f} s")
@@ -112,7 +129,8 @@ def main() -> None:
     print(f"time ratio                   : {t_acc / t_mm:8.2f}x   (target <= 3x)")
     print(f"per-chunk ratios             : median {statistics.median(ratios):.2f}x, "
           f"min {min(ratios):.2f}x, max {max(ratios):.2f}x over {len(ratios)} chunks")
-    print(f"peak RSS growth beyond chunk : {growth:8.1f} MiB (ru_maxrss; target <= 200 MB)")
+    what = "CUDA allocator peak" if cuda else "ru_maxrss"
+    print(f"peak memory growth beyond chunk: {growth:8.1f} MiB ({what}; target <= 200 MB)")
     print(f"effective rank of the covariance: {erank:.4f} (count {acc.count})")
 
 
