@@ -283,14 +283,35 @@ def test_python_blocks_of_the_readme_run(tmp_path, monkeypatch, capsys):
 # ----------------------------------------------------------------------------- README contract
 
 
+def _fenced_blocks(text: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"^```[a-z]*\n(.*?)^```", text, re.MULTILINE | re.DOTALL)]
+
+
 def test_readme_states_the_ci_test_command():
     text = README.read_text(encoding="utf-8")
     section = re.search(r"^#+ Run the tests\s*$(.*?)(?=^#+ |\Z)", text, re.MULTILINE | re.DOTALL)
     assert section, "README.md needs a 'Run the tests' heading"
-    fenced = re.findall(r"^```[a-z]*\n(.*?)^```", section.group(1), re.MULTILINE | re.DOTALL)
-    assert any(block.strip() == "python -m pytest -q" for block in fenced), (
-        "the 'Run the tests' section must hold the CI command `python -m pytest -q` in a fenced block of its own"
+    assert 'pip install -e ".[test]" && python -m pytest -q' in _fenced_blocks(section.group(1)), (
+        "the 'Run the tests' section must hold the one-line command "
+        "`pip install -e \".[test]\" && python -m pytest -q` in a fenced block of its own"
     )
+    # ... and CI runs that same test command last.
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert commands[-1] == "python -m pytest -q", f".ci/run must end with the README's test command, ends with {commands[-1]!r}"
+
+
+def test_readme_gives_the_two_one_line_commands_after_clone_venv_and_torch_note():
+    text = README.read_text(encoding="utf-8")
+    blocks = _fenced_blocks(text)
+    main_job = 'pip install -e ".[examples]" && python examples/train_ssl.py'
+    tests = 'pip install -e ".[test]" && python -m pytest -q'
+    assert main_job in blocks and tests in blocks
+    clone = next(i for i, b in enumerate(blocks) if b.startswith("git clone") and "venv" in b)
+    cpu_torch = blocks.index("pip install torch --index-url https://download.pytorch.org/whl/cpu")
+    assert clone < cpu_torch < blocks.index(main_job) < blocks.index(tests)
+    assert "pytorch.org/get-started/locally" in text
+    assert "examples/README.md" in text
 
 
 def test_readme_loss_table_matches_matrixinfo_losses():
