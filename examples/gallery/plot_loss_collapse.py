@@ -21,9 +21,10 @@ from matrixinfo import functional as MF
 
 torch.manual_seed(0)
 B, d = 256, 16
-spread = torch.randn(B, d, dtype=torch.float64)
-direction = torch.randn(1, d, dtype=torch.float64)
-collapsed = torch.randn(B, 1, dtype=torch.float64).abs() * direction + 0.01 * torch.randn(B, d, dtype=torch.float64)
+f64 = torch.float64
+spread = torch.randn(B, d, dtype=f64)
+direction = torch.randn(1, d, dtype=f64)
+collapsed = torch.randn(B, 1, dtype=f64).abs() * direction + 0.01 * torch.randn(B, d, dtype=f64)
 
 losses = {
     "TCR (eq. 6)": lambda z: MF.tcr_loss(z),

@@ -29,11 +29,13 @@ for order in (2, 4, 8):
     errors = []
     for mu in mus:
         exact = matrix_kl_uniformity_loss(z, p, mu=mu, method="exact")
-        with warnings.catch_warnings():  # outside the radius the loss warns; here that is the point
+        # Outside the radius the loss warns; here that is the point.
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             taylor = matrix_kl_uniformity_loss(z, p, mu=mu, order=order, method="taylor")
         errors.append(float(abs(taylor - exact) / abs(exact)))
-    print(f"order {order}: relative error " + ", ".join(f"mu={m}: {e:.1e}" for m, e in zip(mus, errors)))
+    shown = ", ".join(f"mu={m}: {e:.1e}" for m, e in zip(mus, errors))
+    print(f"order {order}: relative error {shown}")
     ax.semilogy(mus, errors, marker="o", label=f"order {order}")
 ax.axvline(1.0, color="gray", linestyle=":", label="mu = 1 (authors' README)")
 ax.set_xlabel("shift mu")
