@@ -84,7 +84,8 @@ napoleon_custom_sections = ["Shape", ("Warns", "params_style")]
 # modes, system fonts only (nothing fetched from a font service).
 html_theme = "furo"
 html_title = f"matrixinfo {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_theme_options = {"navigation_with_keys": True}
 
 
