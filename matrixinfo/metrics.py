@@ -10,8 +10,11 @@ Conventions:
 * Embeddings ``Z`` have shape ``(N, d)``: rows are samples (the paper writes
   the transposed ``d x N``). They may be torch tensors of any floating dtype
   and device, or NumPy arrays.
-* The covariance is divided by ``N`` (not ``N - 1``), as in the paper:
-  :math:`C = \frac1N \sum_i (z_i - \mu)(z_i - \mu)^\top`.
+* The covariance is divided by ``N`` (not ``N - 1``):
+  :math:`C = \frac1N \sum_i (z_i - \mu)(z_i - \mu)^\top`. The paper uses
+  :math:`\frac{1}{B-1}` in section 5 and Lemma C.2, and :math:`\frac{1}{n_y}`
+  and :math:`\frac1K` in Defs. E.1/E.2; effective rank and the
+  trace-normalized matrix entropy do not depend on this factor.
 * Two effective-rank conventions coexist in the literature and differ on the
   same embeddings (see :doc:`/theory`); each function names its own:
 

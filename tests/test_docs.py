@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import warnings
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,10 @@ import matrixinfo
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
-NARRATIVE_PAGES = ("index", "getting_started", "theory", "numerics", "reproducing")
+NARRATIVE_PAGES = (
+    "index", "getting_started", "choosing_a_loss", "coming_from_lightly", "theory", "numerics", "reproducing",
+)  # fmt: skip
+GALLERY_PAGES = ("plot_effective_rank_spectrum", "plot_loss_collapse", "plot_taylor_accuracy")
 
 
 # ----------------------------------------------------------------------------- public names
@@ -108,8 +112,102 @@ def html_anchors(built_html) -> set[str]:
 
 
 def test_docs_build_without_warnings_and_include_every_page(built_html):
-    for page in (*NARRATIVE_PAGES, "errata", "api/index"):
+    for page in (*NARRATIVE_PAGES, "errata", "api/index", "auto_examples/index"):
         assert (built_html / f"{page}.html").is_file(), f"docs page {page!r} was not built"
+
+
+def test_gallery_examples_ran_and_drew_their_plots(built_html):
+    for name in GALLERY_PAGES:
+        assert (ROOT / "examples" / "gallery" / f"{name}.py").is_file()
+        page = (built_html / "auto_examples" / f"{name}.html").read_text(encoding="utf-8")
+        assert re.search(r'<img[^>]+src="[^"]*_images/sphx_glr_' + name + r"_\d+\.png", page), (
+            f"gallery page {name} shows no plot"
+        )
+
+
+# ----------------------------------------------------------------------------- offline rendering
+
+
+class _ExternalResources(HTMLParser):
+    """Collects what a browser would fetch from another host when showing the page:
+    script sources, stylesheets, fonts and other ``<link>`` resources, images,
+    and ``url()``/``@import`` in inline styles. Plain links (``<a href>``) are
+    not fetched and are not collected."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("script", "img", "iframe", "source", "embed") and _is_external(attrs.get("src")):
+            self.found.append(f"<{tag} src={attrs['src']}>")
+        if tag == "link":
+            rel = (attrs.get("rel") or "").lower()
+            fetched = any(word in rel for word in ("stylesheet", "preload", "prefetch", "icon", "font", "modulepreload"))
+            if fetched and _is_external(attrs.get("href")):
+                self.found.append(f"<link rel={rel} href={attrs['href']}>")
+        if attrs.get("style"):
+            self.found.extend(_css_external(attrs["style"]))
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag):
+        if tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.found.extend(_css_external(data))
+
+
+def _is_external(url) -> bool:
+    return bool(url) and re.match(r"\s*(https?:)?//", url) is not None
+
+
+_CSS_URL = re.compile(r"""url\(\s*['"]?([^'")]*)|@import\s+['"]([^'"]*)""")
+
+
+def _css_external(css: str) -> list[str]:
+    found = []
+    for url, imported in _CSS_URL.findall(css):
+        target = url or imported
+        if _is_external(target):  # data: URIs are inline and never fetched
+            found.append(f"CSS {target}")
+    return found
+
+
+def test_the_oracle_for_external_resources_can_fail():
+    page = (
+        '<link rel="stylesheet" href="https://cdn.example.org/x.css"><script src="//cdn.example.org/m.js"></script>'
+        "<style>@import 'https://fonts.example.org/f.css'; a { background: url(data:image/svg+xml;x) }</style>"
+        '<a href="https://example.org">a plain link is fine</a>'
+    )
+    parser = _ExternalResources()
+    parser.feed(page)
+    assert len(parser.found) == 3, parser.found
+    assert _css_external("src: url('https://fonts.example.org/a.woff2')") and not _css_external("url(fonts/a.woff)")
+
+
+def test_built_docs_fetch_nothing_from_the_network(built_html):
+    offenders = []
+    for page in sorted(built_html.rglob("*.html")):
+        parser = _ExternalResources()
+        parser.feed(page.read_text(encoding="utf-8"))
+        offenders += [f"{page.relative_to(built_html)}: {item}" for item in parser.found]
+    for sheet in sorted(built_html.rglob("*.css")):
+        offenders += [f"{sheet.relative_to(built_html)}: {item}" for item in _css_external(sheet.read_text(encoding="utf-8"))]
+    assert not offenders, "the built docs load resources from other hosts:\n" + "\n".join(offenders[:30])
+
+
+def test_math_is_rendered_by_a_mathjax_shipped_in_the_site(built_html):
+    page = (built_html / "theory.html").read_text(encoding="utf-8")
+    assert "\\(" in page or "\\[" in page  # the page has math for MathJax to render
+    sources = re.findall(r'<script[^>]+src="([^"]*mathjax[^"]*)"', page, re.IGNORECASE)
+    assert sources, "theory.html loads no MathJax"
+    for src in sources:
+        assert not _is_external(src), src
+        assert (built_html / src.split("?")[0]).is_file(), f"{src} is not in the built site"
 
 
 @pytest.mark.parametrize(("module_name", "name"), PUBLIC_NAMES, ids=[f"{m}.{n}" for m, n in PUBLIC_NAMES])
@@ -185,14 +283,35 @@ def test_python_blocks_of_the_readme_run(tmp_path, monkeypatch, capsys):
 # ----------------------------------------------------------------------------- README contract
 
 
+def _fenced_blocks(text: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"^```[a-z]*\n(.*?)^```", text, re.MULTILINE | re.DOTALL)]
+
+
 def test_readme_states_the_ci_test_command():
     text = README.read_text(encoding="utf-8")
     section = re.search(r"^#+ Run the tests\s*$(.*?)(?=^#+ |\Z)", text, re.MULTILINE | re.DOTALL)
     assert section, "README.md needs a 'Run the tests' heading"
-    fenced = re.findall(r"^```[a-z]*\n(.*?)^```", section.group(1), re.MULTILINE | re.DOTALL)
-    assert any(block.strip() == "python -m pytest -q" for block in fenced), (
-        "the 'Run the tests' section must hold the CI command `python -m pytest -q` in a fenced block of its own"
+    assert 'pip install -e ".[test]" && python -m pytest -q' in _fenced_blocks(section.group(1)), (
+        "the 'Run the tests' section must hold the one-line command "
+        "`pip install -e \".[test]\" && python -m pytest -q` in a fenced block of its own"
     )
+    # ... and CI runs that same test command last.
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert commands[-1] == "python -m pytest -q", f".ci/run must end with the README's test command, ends with {commands[-1]!r}"
+
+
+def test_readme_gives_the_two_one_line_commands_after_clone_venv_and_torch_note():
+    text = README.read_text(encoding="utf-8")
+    blocks = _fenced_blocks(text)
+    main_job = 'pip install -e ".[examples]" && python examples/train_ssl.py'
+    tests = 'pip install -e ".[test]" && python -m pytest -q'
+    assert main_job in blocks and tests in blocks
+    clone = next(i for i, b in enumerate(blocks) if b.startswith("git clone") and "venv" in b)
+    cpu_torch = blocks.index("pip install torch --index-url https://download.pytorch.org/whl/cpu")
+    assert clone < cpu_torch < blocks.index(main_job) < blocks.index(tests)
+    assert "pytorch.org/get-started/locally" in text
+    assert "examples/README.md" in text
 
 
 def test_readme_loss_table_matches_matrixinfo_losses():

@@ -391,9 +391,9 @@ def matrix_kl_uniformity_loss(
 
     ``formulation="official"`` (default; the authors' code, ``main_pretrain.py`` of yifanzhang-pro/Matrix-SSL):
 
-    .. math:: \mathcal{L}_U = -\lambda \operatorname{tr} \log(C + \mu I_d), \qquad n = B,
+    .. math:: \mathcal{L}_U = -w \operatorname{tr} \log(C + \mu I_d), \qquad n = B,
 
-    i.e. :math:`\mathrm{MCE}(\lambda I, C + \mu I)` without its
+    with :math:`w` = ``lam``, i.e. :math:`\mathrm{MCE}(w I, C + \mu I)` without its
     :math:`+\operatorname{tr}(Q)` term. With ``lam=1, mu=1, order=4`` and
     ``method="taylor"`` this is the authors' value and gradient.
 
@@ -404,10 +404,12 @@ def matrix_kl_uniformity_loss(
               = -(\tfrac1d + \mu) \operatorname{tr}\log(C + \mu I) + \operatorname{tr} C + d\mu,
               \qquad n = B - 1 .
 
-    Its minimizer over :math:`C` is :math:`I/d` (Prop. 4.2). Note that
-    eq. 20 as printed, :math:`\mathrm{MCE}(\frac1d I, C + \mu I)`, would be minimized at
-    :math:`C = (\frac1d - \mu) I`, which is not PSD for :math:`\mu > 1/d`: the
-    :math:`+\operatorname{tr} Q` term then rewards collapse. The shift must be
+    Its minimizer over :math:`C` is :math:`I/d` (Prop. 4.2). Eq. 20 as printed
+    has no shift (the paper adds one to :math:`C` in the sentence after it);
+    shifting only :math:`C`, :math:`\mathrm{MCE}(\frac1d I, C + \mu I)` would be
+    minimized at :math:`C = (\frac1d - \mu) I`: zero (collapse) at
+    :math:`\mu = 1/d`, not PSD for :math:`\mu > 1/d`, so for :math:`\mu \ge 1/d`
+    the :math:`+\operatorname{tr} Q` term rewards collapse. The shift must be
     on both arguments. ``lam`` is ignored.
 
     In the unified view this is the uniformity MCE (eq. 16) of the
@@ -417,7 +419,8 @@ def matrix_kl_uniformity_loss(
         online: ``(B, d)`` online-branch embeddings (gradient flows here).
         target: ``(B, d)`` target-branch embeddings. The loss does not detach
             them; the authors compute them under ``no_grad`` (EMA teacher).
-        lam: weight :math:`\lambda` of the identity target (official).
+        lam: weight :math:`w` of the identity target (official). (In
+            :func:`uniformity_mce_loss` ``lam`` is a shift, :math:`\lambda`.)
         mu: shift :math:`\mu > 0`; it keeps the Taylor series convergent
             (with ``mu=1`` the series is expanded around ``C = 0``).
         order: Taylor order (``method="taylor"``).
@@ -632,7 +635,9 @@ def uniformity_mce_loss(
             (else :math:`\log 0`); the exact method then warns nothing but
             returns a very large value.
         method: ``"exact"`` (default; Cholesky log-determinant on the smaller
-            side) or ``"taylor"`` (converges only for :math:`0 < \lambda < 1`).
+            side) or ``"taylor"``, which converges when :math:`\lambda > 0` and
+            :math:`\lambda + \|Z\|_2^2 / B < 2`; unit rows give
+            :math:`\|Z\|_2^2 / B \le 1`, so :math:`0 < \lambda < 1` suffices.
         order, gather_distributed, check_radius: as elsewhere.
 
     Returns:
@@ -709,8 +714,10 @@ def tcr_loss(
     For ``B >= d`` it is minimized on the sphere at :math:`\frac1B Z^\top Z = \frac1d I`
     (Thm. 4.5); for ``B < d`` at orthonormal rows (:math:`Z Z^\top = I_B`).
     ``method="exact"`` (default) takes a Cholesky log-determinant on the smaller
-    side; ``method="taylor"`` expands :math:`\log(I + X)` to ``order`` (order 1
-    is SimSiam/BYOL's trace, order 2 adds Barlow Twins' Frobenius term, eq. 18)
+    side; ``method="taylor"`` expands :math:`\log(I + X)` to ``order`` (eq. 18:
+    for unit rows order 1 is the constant :math:`-\frac{d}{2\epsilon^2}`,
+    order 2 adds a term in :math:`\|Z^\top Z\|_F^2`; SimSiam/BYOL's trace
+    :math:`\operatorname{tr}(Z_1^\top Z_2)` appears only in the two-view form)
     and converges only when :math:`\frac{d}{B\epsilon^2}\lambda_{\max}(Z^\top Z) < 1`.
 
     Args:
@@ -752,12 +759,13 @@ def emp_tcr_loss(
     Each view is l2-normalized, then the ``n`` views of a sample are
     concatenated into :math:`\tilde z \in \mathbb{R}^{n d}`:
 
-    .. math:: \mathcal{L}_{\mathrm{EMP\text{-}TCR}} = -\mu \log\det\Big(I_{nd} + \frac{nd}{B\,\epsilon^2} \tilde Z^\top \tilde Z\Big).
+    .. math:: \mathcal{L}_{\mathrm{EMP\text{-}TCR}} = -\mu \log\det\Big(I_{nd} + \frac{d}{B\,\epsilon^2} \tilde Z^\top \tilde Z\Big).
 
-    The paper writes ``d`` in the scale; we use the dimension of
-    :math:`\tilde z`, ``n d``, and divide by ``n`` the squared row norm so
-    that rows of :math:`\tilde Z` have unit norm (our reading; with ``n = 1``
-    it is :func:`tcr_loss` with ``mu = 1/2``). ``eps`` is :math:`\epsilon^2`.
+    This is eq. 9 exactly (its identity has the dimension ``n d`` of
+    :math:`\tilde z`). The code scales by :math:`\frac{nd}{B\epsilon^2}` and
+    divides each row of :math:`\tilde Z` by :math:`\sqrt n` (unit rows); the
+    two factors cancel. With ``n = 1`` it is :func:`tcr_loss` with
+    ``mu = 1/2``. ``eps`` is :math:`\epsilon^2`.
 
     Examples:
         >>> import torch
