@@ -23,8 +23,11 @@ Conventions shared by every function here:
   covariances, negatives) see the global batch of all ``torch.distributed``
   processes, with gradients that are exact after DDP's averaging: W processes
   with ``B/W`` samples each give the value and the parameter gradients of one
-  process holding all ``B`` samples. All processes must hold the same number
-  of samples. Without an initialized process group the flag does nothing.
+  process holding all ``B`` samples. Processes may hold different numbers of
+  samples, zero included. Batch statistics come from all-reduced moments
+  when ``d <= B`` and from all-gathered rows otherwise (see
+  :doc:`/distributed`). Without an initialized process group the flag does
+  nothing.
 """
 
 from __future__ import annotations
@@ -135,7 +138,9 @@ def barlow_twins_loss(
         gather_distributed: standardize and correlate over the global batch of
             all processes, as the authors do (synchronized batch norm and an
             all-reduce of ``c``). lightly and solo-learn use local statistics.
-            Costs an all-gather of the embeddings and ``B d^2`` per process.
+            Costs an all-reduce of ``d^2 + 4 d`` numbers and ``B_local d^2``
+            flops per process when ``d <= B``, else an all-gather of the
+            embeddings and ``B d^2`` (see :doc:`/distributed`).
 
     Returns:
         0-d tensor to minimize; ``>= 0``, and 0 only if ``c = I``.
@@ -213,7 +218,8 @@ def vicreg_loss(
         gather_distributed: compute every term over the global batch of all
             processes (the authors gather for the variance and covariance terms
             and average the invariance term over processes, which has the same
-            gradient). Costs an all-gather of the embeddings.
+            gradient). Costs an all-reduce of two ``d x d`` covariances when
+            ``d <= B``, else an all-gather of the embeddings.
         eps: added to the variance before the square root, ``>= 0``.
 
     Returns:
@@ -633,6 +639,7 @@ def corinfomax_loss(
         gather_distributed: estimate means and covariances (and the MSE) over
             the global batch of all processes, so that every process holds the
             same state. The authors' multi-GPU code uses local batches. Costs an
+            all-reduce of two ``d x d`` scatter matrices when ``d <= B``, else an
             all-gather of the embeddings.
 
     Returns:
