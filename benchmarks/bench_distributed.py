@@ -115,7 +115,7 @@ def model_table(b_local: int, d: int, bytes_per: int = 4) -> str:
     lines = [
         f"B_local = {b_local}, d = {d}, float32; per process and step (forward + backward)",
         f"{'W':>6} {'B_global':>9} | {'gather: memory':>15} {'flops':>9} {'bytes':>9} | "
-        f"{'moments: memory':>15} {'flops':>9} {'bytes':>9}",
+        f"{'moments: memory':>15} {'flops':>9} {'bytes':>9} | chosen",
     ]
     for e in range(3, 11):
         W = 2**e
@@ -134,7 +134,8 @@ def model_table(b_local: int, d: int, bytes_per: int = 4) -> str:
         m_bytes = 2 * (2 * d + d * d + 2 * d) * bytes_per
         lines.append(
             f"{W:>6} {B:>9} | {_si(g_mem, 'B'):>15} {_si(g_flops, 'F'):>9} {_si(g_bytes, 'B'):>9} | "
-            f"{_si(m_mem, 'B'):>15} {_si(m_flops, 'F'):>9} {_si(m_bytes, 'B'):>9}"
+            f"{_si(m_mem, 'B'):>15} {_si(m_flops, 'F'):>9} {_si(m_bytes, 'B'):>9} | "
+            f"{'moments' if d <= B else 'rows'}"
         )
     return "\n".join(lines)
 

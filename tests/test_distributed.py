@@ -39,7 +39,7 @@ from matrixinfo import _distributed
 # Rows per process: equal, and ragged with an empty process.
 LAYOUTS = {
     2: {"equal": (6, 6), "ragged": (9, 0)},
-    3: {"equal": (4, 4, 4), "ragged": (10, 14, 8), "empty": (5, 0, 7)},
+    3: {"equal": (4, 4, 4), "ragged": (10, 14, 8)},
     4: {"equal": (3, 3, 3, 3), "ragged": (4, 0, 6, 2)},
 }
 PATHS = ("rows", "moments")
@@ -146,6 +146,13 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, case_ids: list[
             results["auto"] = {
                 (dim, n): _distributed.batch("f", True, z[: n // 2], dim=dim).moments for dim in (4, 5) for n in (4, 6)
             }
+            # Too few rows in the global batch: the same error on every process.
+            from matrixinfo.functional import barlow_twins_loss
+
+            try:
+                barlow_twins_loss(*torch.zeros(2, 1 - rank, DIM, dtype=torch.float64), gather_distributed=True)
+            except ValueError as e:
+                results["too_few"] = str(e)
             for cid in NAIVE:
                 if cid in cases:
                     results[("local", cid)] = _run(cases[cid], rank, counts, mode="local")
@@ -214,6 +221,20 @@ def test_compiled_loss_under_ddp(cid, path, worlds):
 def test_fully_sharded_model(worlds):
     case = {c.id: c for c in available(distributed=True)}["BarlowTwinsLoss"]
     _check(worlds(2), ("fsdp", "BarlowTwinsLoss"), case, LAYOUTS[2]["equal"], "fully_shard BarlowTwinsLoss")
+
+
+def test_too_few_rows_in_the_global_batch(worlds):
+    for results in worlds(2):
+        assert results["too_few"] == (
+            "barlow_twins_loss: expected the global batch of all processes to have B >= 2 rows, "
+            "got 1 (rows per process: [1, 0])."
+        )
+
+
+def test_without_process_group_the_batch_is_local():
+    z = torch.randn(5, 3, dtype=torch.float64)
+    b = _distributed.batch("f", True, z, z)
+    assert (b.n, b.moments) == (5, False) and b.rows[0] is z
 
 
 def test_naive_variants_are_detected(worlds):

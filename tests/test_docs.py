@@ -33,7 +33,7 @@ import matrixinfo
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
-NARRATIVE_PAGES = ("index", "getting_started", "theory", "numerics", "reproducing")
+NARRATIVE_PAGES = ("index", "getting_started", "theory", "numerics", "reproducing", "distributed")
 
 
 # ----------------------------------------------------------------------------- public names
