@@ -114,16 +114,6 @@ def gather(x: torch.Tensor, counts: Optional[Sequence[int]] = None) -> torch.Ten
     return torch.cat([out[r * top : r * top + c] for r, c in enumerate(counts)])
 
 
-def maybe_gather(gather_distributed: bool, *tensors: torch.Tensor):
-    """Gather each tensor when ``gather_distributed`` and torch.distributed is running."""
-    if gather_distributed and is_active():
-        counts = sizes(tensors[0].shape[0], tensors[0].device)
-        out = tuple(gather(t, counts) for t in tensors)
-    else:
-        out = tensors
-    return out[0] if len(out) == 1 else out
-
-
 class Batch:
     """The global batch of a loss, as rows or through all-reduced sums.
 
