@@ -220,7 +220,8 @@ class _Gram:
         """``(tr C_pp, tr C_zz, tr C_pz)``: squared norms and inner product of the rows, over ``n``."""
         if self._traces is None:
             p, z = self.p, self.z
-            self._traces = tuple(t / self.divisor for t in self._total(p.square().sum(), z.square().sum(), _inner(p, z)))
+            sums = self._total(p.square().sum(), z.square().sum(), _inner(p, z))
+            self._traces = tuple(t / self.divisor for t in sums)
         return self._traces
 
     def target_pair(self) -> "_Gram":
@@ -864,7 +865,8 @@ def emp_ssl_loss(
     scale = d / (B * eps)
 
     def compute():
-        tcr = torch.stack([-0.5 * _trace_log_autocov(fn, batch, z, 1.0, scale, method, order, check_radius) for z in zs])
+        tcr = torch.stack(
+            [-0.5 * _trace_log_autocov(fn, batch, z, 1.0, scale, method, order, check_radius) for z in zs])
         mean = torch.stack(zs).mean(dim=0)
         # A per-sample mean: the sum over the global batch, divided by B and the number of views.
         (cos,) = batch.sums(torch.stack([F.cosine_similarity(z, mean, dim=1) for z in zs]).sum(dim=0))
