@@ -562,8 +562,16 @@ def _sylvester_logdet(X, Y, scale):
         M = scale * (X @ Y.mT)
     else:
         M = scale * (Y.mT @ X)
+    return _logdet_identity_plus(M, symmetric and scale >= 0)
+
+
+def _logdet_identity_plus(M: torch.Tensor, positive_semidefinite: bool) -> torch.Tensor:
+    """``log det(I + M)``: Cholesky when ``M`` is known to be PSD (LU if that
+    fails), else LU with NaN and a warning where the determinant is not
+    positive. Shared by :func:`sylvester_logdet` and the losses that form
+    ``M`` from all-reduced moments."""
     M = M + torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
-    if symmetric and scale >= 0:
+    if positive_semidefinite:
         L, info = torch.linalg.cholesky_ex(M)
         if not bool((info != 0).any()):
             return 2.0 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)

@@ -1,17 +1,23 @@
-"""Real two-process test of ``gather_distributed``.
+"""Real multi-process tests of ``gather_distributed``.
 
-Two processes on the gloo backend each hold half of one global batch, run a
-tiny model wrapped in DistributedDataParallel and one loss with
+2, 3 and 4 processes on the gloo backend each hold a slice of one global batch
+(equal slices, and ragged ones with a process holding no rows), run a tiny
+model wrapped in DistributedDataParallel and one loss with
 ``gather_distributed=True``; the loss value and the parameter gradients after
 DDP's averaging must equal those of one process holding the whole batch (no
-DDP, no process group). The processes are spawned once for all losses
-(start-up costs seconds); each writes its results to a file.
+DDP, no process group). Every batch-statistics loss runs on both paths of
+``matrixinfo._distributed.batch``, forced with its test switch: the row gather
+and the all-reduce of moments. The processes of one world size are spawned
+once for all losses (start-up costs seconds); each writes its results to a
+file.
 
-Two naive variants run alongside to show the comparison can fail:
-local statistics (``gather_distributed=False``) give a different value and
-gradient, and a plain ``all_gather`` that carries no gradient to the other
-processes' rows gives the right value but gradients ``1/W`` too small
-(lightly issue 1977; REFERENCES.md section 8).
+Also checked in the two-process world: the automatic path choice; a loss
+compiled with ``torch.compile(fullgraph=True)`` under DDP; a model sharded with
+``fully_shard`` (FSDP2). Two naive variants run alongside to show the
+comparison can fail: local statistics (``gather_distributed=False``) give a
+different value and gradient, and a plain ``all_gather`` that carries no
+gradient to the other processes' rows gives the right value but gradients
+``1/W`` too small (lightly issue 1977; REFERENCES.md section 8).
 """
 
 from __future__ import annotations
@@ -28,21 +34,31 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from loss_registry import LossCase, available, n_views, params
+from matrixinfo import _distributed
 
-WORLD = 2
-GLOBAL_B = 12  # samples in the global batch, GLOBAL_B / WORLD per process
+# Rows per process: equal, and ragged with an empty process.
+LAYOUTS = {
+    2: {"equal": (6, 6), "ragged": (9, 0)},
+    3: {"equal": (4, 4, 4), "ragged": (10, 14, 8)},
+    4: {"equal": (3, 3, 3, 3), "ragged": (4, 0, 6, 2)},
+}
+PATHS = ("rows", "moments")
 IN_FEATURES, DIM = 8, 6
 STEPS = 2  # two steps, so CorInfoMax's running state from step 1 is used in step 2
 # Everything is float64; the only differences are the order of summations
-# (gathered vs local blocks, DDP's all-reduce), rounding-level.
-TOL = 1e-10
+# (gathered rows vs all-reduced sums, DDP's all-reduce): rounding-level,
+# relative to values and gradients of order 1 to 100.
+TOL = 1e-12
 NAIVE = ("BarlowTwinsLoss", "SimCLRLoss", "VICRegLoss", "TCRLoss[exact]")
+# (loss, path): losses without a host read (a Cholesky status check, a Taylor
+# radius check) trace with fullgraph=True.
+COMPILED = (("BarlowTwinsLoss", None), ("BarlowTwinsLoss", "rows"), ("VICRegLoss", None))
 
 
-def _global_inputs(case: LossCase) -> list[torch.Tensor]:
+def _global_inputs(case: LossCase, total: int) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(123)
-    x = torch.randn(GLOBAL_B, IN_FEATURES, generator=g, dtype=torch.float64)
-    return [x + 0.4 * torch.randn(GLOBAL_B, IN_FEATURES, generator=g, dtype=torch.float64) for _ in range(n_views(case))]
+    x = torch.randn(total, IN_FEATURES, generator=g, dtype=torch.float64)
+    return [x + 0.4 * torch.randn(total, IN_FEATURES, generator=g, dtype=torch.float64) for _ in range(n_views(case))]
 
 
 def _model() -> torch.nn.Module:
@@ -50,67 +66,120 @@ def _model() -> torch.nn.Module:
     return torch.nn.Linear(IN_FEATURES, DIM).double()
 
 
-def _all_gather_without_autograd(z: torch.Tensor, rank: int) -> torch.Tensor:
+def _all_gather_without_autograd(z: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     """The naive gather: other processes' rows arrive as constants; only the
     local slot keeps its graph."""
-    parts = [torch.empty_like(z) for _ in range(WORLD)]
+    parts = [torch.empty_like(z) for _ in range(world)]
     dist.all_gather(parts, z.detach().contiguous())
     parts[rank] = z
     return torch.cat(parts)
 
 
-def _run(case: LossCase, rank: int, world: int, mode: str = "gather"):
-    """Per step: (loss value, parameter gradients). ``mode``: "gather"
-    (gather_distributed=True), "local" (False) or "naive_gather"."""
+def _run(case: LossCase, rank: int, counts, mode: str = "gather", wrap: str = "ddp", compiled: bool = False):
+    """Per step: (loss value, parameter gradients). ``counts``: rows per
+    process; ``mode``: "gather" (gather_distributed=True), "local" (False) or
+    "naive_gather"; ``wrap``: "ddp" or "fsdp" (ignored with one process)."""
+    world = len(counts)
     model = _model()
-    net = DistributedDataParallel(model) if world > 1 else model
-    per = GLOBAL_B // world
-    local = [x[rank * per : (rank + 1) * per] for x in _global_inputs(case)]
+    if world == 1:
+        net = model
+    elif wrap == "ddp":
+        net = DistributedDataParallel(model)
+    else:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        net = fully_shard(model, mesh=init_device_mesh("cpu", (world,)))
+    start = sum(counts[:rank])
+    local = [x[start : start + counts[rank]] for x in _global_inputs(case, sum(counts))]
     loss_fn = case.build(DIM, gather_distributed=(mode == "gather"))
+    if compiled:
+        loss_fn = torch.compile(loss_fn, fullgraph=True, backend="aot_eager")
     out = []
     for _ in range(STEPS):
         model.zero_grad()
         # One forward for all views: DDP expects one forward per backward.
-        zs = list(net(torch.cat(local)).split(per))
+        zs = list(net(torch.cat(local)).split([counts[rank]] * len(local)))
         if mode == "naive_gather":
-            zs = [_all_gather_without_autograd(z, rank) for z in zs]
+            zs = [_all_gather_without_autograd(z, rank, world) for z in zs]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # Taylor radius warnings: same on both sides
             loss = case.call(loss_fn, zs)
         loss.backward()
-        out.append((loss.detach().clone(), [p.grad.detach().clone() for p in model.parameters()]))
+        grads = [p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad for p in model.parameters()]
+        out.append((loss.detach().clone(), [g.detach().clone() for g in grads]))
     return out
 
 
-def _worker(rank: int, init_file: str, out_dir: str, case_ids: list[str]) -> None:
+def _guarded(results, key, f):
+    try:
+        results[key] = f()
+    except Exception:  # recorded and reported per case by the parent
+        results[key] = traceback.format_exc()
+        print(key, results[key], flush=True)  # a failure on one rank desynchronizes the others
+
+
+def _worker(rank: int, world: int, init_file: str, out_dir: str, case_ids: list[str]) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+        timeout=datetime.timedelta(seconds=120),
     )
     cases = {c.id: c for c in available(distributed=True)}
     results = {}
     try:
-        for cid in case_ids:
+        for layout, counts in LAYOUTS[world].items():
+            for path in PATHS:
+                _distributed._force_path = path
+                for cid in case_ids:
+                    _guarded(results, (layout, path, cid), lambda: _run(cases[cid], rank, counts))
+        _distributed._force_path = None
+        if world == 2:
+            counts = LAYOUTS[2]["equal"]
+            for cid, path in COMPILED:
+                _distributed._force_path = path
+                _guarded(results, ("compiled", cid, path), lambda: _run(cases[cid], rank, counts, compiled=True))
+            _distributed._force_path = None
+            _guarded(results, ("fsdp", "BarlowTwinsLoss"),
+                     lambda: _run(cases["BarlowTwinsLoss"], rank, counts, wrap="fsdp"))
+            z = torch.zeros(3, 4, dtype=torch.float64)
+            results["auto"] = {
+                (dim, n): _distributed.batch("f", True, z[: n // 2], dim=dim).moments for dim in (4, 5) for n in (4, 6)
+            }
+            # Too few rows in the global batch: the same error on every process.
+            from matrixinfo.functional import barlow_twins_loss
+
             try:
-                results[cid] = _run(cases[cid], rank, WORLD)
-            except Exception:  # recorded and reported per loss by the parent
-                results[cid] = traceback.format_exc()
-        for cid in NAIVE:
-            if cid in cases:
-                results[("local", cid)] = _run(cases[cid], rank, WORLD, mode="local")
-                results[("naive_gather", cid)] = _run(cases[cid], rank, WORLD, mode="naive_gather")
+                barlow_twins_loss(*torch.zeros(2, 1 - rank, DIM, dtype=torch.float64), gather_distributed=True)
+            except ValueError as e:
+                results["too_few"] = str(e)
+            for cid in NAIVE:
+                if cid in cases:
+                    results[("local", cid)] = _run(cases[cid], rank, counts, mode="local")
+                    results[("naive_gather", cid)] = _run(cases[cid], rank, counts, mode="naive_gather")
     finally:
+        _distributed._force_path = None
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
         dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module")
-def distributed_results(tmp_path_factory):
-    out_dir = tmp_path_factory.mktemp("distributed")
+def _spawn(tmp_path_factory, world: int):
+    out_dir = tmp_path_factory.mktemp(f"distributed{world}")
     case_ids = [c.id for c in available(distributed=True)]
-    mp.spawn(_worker, args=(str(out_dir / "init"), str(out_dir), case_ids), nprocs=WORLD, join=True)
-    return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    mp.spawn(_worker, args=(world, str(out_dir / "init"), str(out_dir), case_ids), nprocs=world, join=True)
+    return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(world)]
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    cache = {}
+
+    def get(world: int):
+        if world not in cache:
+            cache[world] = _spawn(tmp_path_factory, world)
+        return cache[world]
+
+    return get
 
 
 def _assert_same(got, expected, what: str, tol: float = TOL) -> None:
@@ -120,32 +189,74 @@ def _assert_same(got, expected, what: str, tol: float = TOL) -> None:
             torch.testing.assert_close(g, r, rtol=tol, atol=tol, msg=lambda m: f"{what} step {step} grad {i}: {m}")
 
 
+def _check(results_per_rank, key, case, counts, what):
+    reference = _run(case, rank=0, counts=(sum(counts),))
+    for rank, results in enumerate(results_per_rank):
+        got = results[key]
+        assert not isinstance(got, str), f"{what} rank {rank} raised:\n{got}"
+        _assert_same(got, reference, f"{what} rank {rank}")
+
+
+@pytest.mark.parametrize("world", sorted(LAYOUTS))
 @pytest.mark.parametrize("case", params(kinds=("pair", "views"), distributed=True))
-def test_two_processes_equal_one_process_with_the_whole_batch(case, distributed_results):
-    reference = _run(case, rank=0, world=1)
-    for rank, results in enumerate(distributed_results):
-        got = results[case.id]
-        assert not isinstance(got, str), f"rank {rank} raised:\n{got}"
-        _assert_same(got, reference, f"{case.id} rank {rank}")
+def test_processes_equal_one_process_with_the_whole_batch(world, case, worlds):
+    results = worlds(world)
+    for layout, counts in LAYOUTS[world].items():
+        for path in PATHS:
+            _check(results, (layout, path, case.id), case, counts, f"{case.id} W={world} {layout} {counts} {path}")
 
 
-def test_naive_variants_are_detected(distributed_results):
+def test_path_choice_by_size(worlds):
+    # Two processes holding n/2 rows each: moments when dim <= n.
+    auto = worlds(2)[0]["auto"]
+    assert auto == {(4, 4): True, (4, 6): True, (5, 4): False, (5, 6): True}
+
+
+@pytest.mark.parametrize(("cid", "path"), COMPILED)
+def test_compiled_loss_under_ddp(cid, path, worlds):
+    case = {c.id: c for c in available(distributed=True)}[cid]
+    _check(worlds(2), ("compiled", cid, path), case, LAYOUTS[2]["equal"], f"compiled {cid} {path}")
+
+
+def test_fully_sharded_model(worlds):
+    case = {c.id: c for c in available(distributed=True)}["BarlowTwinsLoss"]
+    _check(worlds(2), ("fsdp", "BarlowTwinsLoss"), case, LAYOUTS[2]["equal"], "fully_shard BarlowTwinsLoss")
+
+
+def test_too_few_rows_in_the_global_batch(worlds):
+    for results in worlds(2):
+        assert results["too_few"] == (
+            "barlow_twins_loss: expected the global batch of all processes to have B >= 2 rows, "
+            "got 1 (rows per process: [1, 0])."
+        )
+
+
+def test_without_process_group_the_batch_is_local():
+    z = torch.randn(5, 3, dtype=torch.float64)
+    b = _distributed.batch("f", True, z, z)
+    assert (b.n, b.moments) == (5, False) and b.rows[0] is z
+
+
+def test_naive_variants_are_detected(worlds):
     checked = 0
+    results_per_rank = worlds(2)
+    counts = LAYOUTS[2]["equal"]
+    world = len(counts)
     for cid in NAIVE:
         key = ("local", cid)
-        if key not in distributed_results[0]:
+        if key not in results_per_rank[0]:
             continue
         case = {c.id: c for c in available(distributed=True)}[cid]
-        reference = _run(case, rank=0, world=1)
-        for results in distributed_results:
+        reference = _run(case, rank=0, counts=(sum(counts),))
+        for results in results_per_rank:
             # Local statistics: a different loss, hence different value and gradients.
             (value, grads) = results[("local", cid)][0]
             assert not torch.allclose(value, reference[0][0], rtol=1e-3, atol=0), cid
             assert not all(torch.allclose(g, r, rtol=1e-3, atol=0) for g, r in zip(grads, reference[0][1])), cid
             # Plain all_gather: the value is right, the gradient 1/W of the true one.
             naive = results[("naive_gather", cid)]
-            half = [(v, [g * WORLD for g in gs]) for v, gs in naive]
-            _assert_same(half, reference, f"{cid} naive all_gather times W")
+            scaled = [(v, [g * world for g in gs]) for v, gs in naive]
+            _assert_same(scaled, reference, f"{cid} naive all_gather times W", tol=1e-10)
             assert not all(torch.allclose(g, r, rtol=1e-3, atol=0) for g, r in zip(naive[0][1], reference[0][1]))
         checked += 1
     assert checked >= 3

@@ -23,8 +23,11 @@ Conventions shared by every function here:
   covariances, negatives) see the global batch of all ``torch.distributed``
   processes, with gradients that are exact after DDP's averaging: W processes
   with ``B/W`` samples each give the value and the parameter gradients of one
-  process holding all ``B`` samples. All processes must hold the same number
-  of samples. Without an initialized process group the flag does nothing.
+  process holding all ``B`` samples. Processes may hold different numbers of
+  samples, zero included. Batch statistics come from all-reduced moments
+  when ``d <= B`` and from all-gathered rows otherwise (see
+  :doc:`/distributed`). Without an initialized process group the flag does
+  nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import math
 from typing import NamedTuple, Optional
 
 import torch
-import torch.distributed as dist
 
 from .. import _distributed, _spectral
 from .._checks import MatrixInfoValueError, check_embeddings, check_flag, check_not_meta, check_number, shape_str, warn
@@ -81,50 +83,20 @@ def _off_diagonal_square_sum(c: torch.Tensor) -> torch.Tensor:
     return torch.where(eye, torch.zeros_like(c), c).square().sum()
 
 
-class _SumOverProcesses(torch.autograd.Function):
-    """All-reduce (sum) of a value that every process then uses identically.
-
-    The backward sums the incoming gradients over the processes too: each of
-    the W processes computes the same global loss from the sum, so each local
-    summand receives the gradient of all W copies, and DDP's division by W
-    restores the exact gradient (the same argument as
-    :func:`matrixinfo._distributed.gather`)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor):  # type: ignore[override]
-        y = x.clone().contiguous()
-        dist.all_reduce(y, op=dist.ReduceOp.SUM)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        grad = grad.clone().contiguous()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad
-
-
-def _rows_against_global(gather_distributed: bool, *zs: torch.Tensor):
-    """For row-wise losses (NT-Xent, spectral contrastive): the gathered
-    tensors, the global index of the first local row, and whether a process
-    group is active. Each process then computes the rows of its own samples
-    against the global batch and the partial sums are added over processes
-    (``_SumOverProcesses``): ``B_local x B`` work per process instead of
-    ``B x B``."""
-    if gather_distributed and _distributed.is_active():
-        gathered = tuple(_distributed.gather(z) for z in zs)
-        return gathered, dist.get_rank() * zs[0].shape[0], True
-    return zs, 0, False
-
-
 # --------------------------------------------------------------------------- #
 # Barlow Twins                                                                 #
 # --------------------------------------------------------------------------- #
-def _batch_standardize(z: torch.Tensor) -> torch.Tensor:
-    """What ``BatchNorm1d(affine=False)`` does in training mode: biased
-    variance, eps 1e-5."""
-    centered = z - z.mean(dim=0, keepdim=True)
-    var = centered.square().mean(dim=0, keepdim=True)
-    return centered / torch.sqrt(var + _BATCHNORM_EPS)
+def _batch_correlation(batch: _distributed.Batch, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """``c = s(Z_1)^T s(Z_2) / B`` with ``s`` what ``BatchNorm1d(affine=False)``
+    does in training mode (biased variance, eps 1e-5), from the batch's sums:
+    the means first, then the centered cross and square sums (two reductions,
+    so that nothing is taken as a difference of raw moments)."""
+    n = batch.n
+    s1, s2 = batch.sums(z1, z2)
+    c1, c2 = z1 - s1 / n, z2 - s2 / n
+    v1, v2, cross = batch.reduce(c1.square().sum(dim=0), c2.square().sum(dim=0), c1.mT @ c2)
+    std1, std2 = torch.sqrt(v1 / n + _BATCHNORM_EPS), torch.sqrt(v2 / n + _BATCHNORM_EPS)
+    return cross / n / (std1[:, None] * std2[None, :])
 
 
 def barlow_twins_loss(
@@ -166,7 +138,9 @@ def barlow_twins_loss(
         gather_distributed: standardize and correlate over the global batch of
             all processes, as the authors do (synchronized batch norm and an
             all-reduce of ``c``). lightly and solo-learn use local statistics.
-            Costs an all-gather of the embeddings and ``B d^2`` per process.
+            Costs an all-reduce of ``d^2 + 4 d`` numbers and ``B_local d^2``
+            flops per process when ``d <= B``, else an all-gather of the
+            embeddings and ``B d^2`` (see :doc:`/distributed`).
 
     Returns:
         0-d tensor to minimize; ``>= 0``, and 0 only if ``c = I``.
@@ -188,13 +162,13 @@ def barlow_twins_loss(
         4.2525
     """
     fn = "barlow_twins_loss"
-    check_embeddings(fn, ("z1", "z2"), z1, z2)
     check_flag(fn, "gather_distributed", gather_distributed)
+    check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=_distributed.local_min_rows(gather_distributed))
     lambda_param = check_number(fn, "lambda_param", lambda_param, minimum=0.0)
-    z1, z2 = _distributed.maybe_gather(gather_distributed, z1, z2)
+    batch = _distributed.batch(fn, gather_distributed, z1, z2)
     with full_precision(z1.device.type):
-        z1, z2 = _work(z1, z2)
-        c = _batch_standardize(z1).mT @ _batch_standardize(z2) / z1.shape[0]
+        z1, z2 = _work(*batch.rows)
+        c = _batch_correlation(batch, z1, z2)
         on_diagonal = (1.0 - c.diagonal()).square().sum()
         return on_diagonal + lambda_param * _off_diagonal_square_sum(c)
 
@@ -245,7 +219,8 @@ def vicreg_loss(
         gather_distributed: compute every term over the global batch of all
             processes (the authors gather for the variance and covariance terms
             and average the invariance term over processes, which has the same
-            gradient). Costs an all-gather of the embeddings.
+            gradient). Costs an all-reduce of two ``d x d`` covariances when
+            ``d <= B``, else an all-gather of the embeddings.
         eps: added to the variance before the square root, ``>= 0``.
 
     Returns:
@@ -266,24 +241,24 @@ def vicreg_loss(
         True
     """
     fn = "vicreg_loss"
-    check_embeddings(fn, ("z1", "z2"), z1, z2)
     check_flag(fn, "gather_distributed", gather_distributed)
+    check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=_distributed.local_min_rows(gather_distributed))
     lambda_param = check_number(fn, "lambda_param", lambda_param, minimum=0.0)
     mu_param = check_number(fn, "mu_param", mu_param, minimum=0.0)
     nu_param = check_number(fn, "nu_param", nu_param, minimum=0.0)
     eps = check_number(fn, "eps", eps, minimum=0.0)
-    z1, z2 = _distributed.maybe_gather(gather_distributed, z1, z2)
+    batch = _distributed.batch(fn, gather_distributed, z1, z2)
     with full_precision(z1.device.type):
-        z1, z2 = _work(z1, z2)
-        B, d = z1.shape
-        invariance = (z1 - z2).square().mean()
+        z1, z2 = _work(*batch.rows)
+        B, d = batch.n, z1.shape[1]
+        s1, s2, squared_error = batch.sums(z1, z2, (z1 - z2).square().sum(dim=1))
+        invariance = squared_error / (B * d)
+        centered = (z1 - s1 / B, z2 - s2 / B)
         variance = z1.new_zeros(())
         covariance = z1.new_zeros(())
-        for z in (z1, z2):
-            centered = z - z.mean(dim=0, keepdim=True)
-            var = centered.square().sum(dim=0) / (B - 1)
-            variance = variance + torch.relu(1.0 - torch.sqrt(var + eps)).mean() / 2
-            cov = centered.mT @ centered / (B - 1)
+        for cov in batch.reduce(*(c.mT @ c for c in centered)):
+            cov = cov / (B - 1)
+            variance = variance + torch.relu(1.0 - torch.sqrt(cov.diagonal() + eps)).mean() / 2
             covariance = covariance + _off_diagonal_square_sum(cov) / d
         return lambda_param * invariance + mu_param * variance + nu_param * covariance
 
@@ -350,12 +325,12 @@ def simclr_loss(
         True
     """
     fn = "simclr_loss"
-    check_embeddings(fn, ("z1", "z2"), z1, z2)
     check_flag(fn, "gather_distributed", gather_distributed)
+    check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=_distributed.local_min_rows(gather_distributed))
     temperature = check_number(fn, "temperature", temperature, minimum=0.0, strict=True)
     with full_precision(z1.device.type):
         n1, n2 = (_normalize(z) for z in _work(z1, z2))
-    (g1, g2), offset, active = _rows_against_global(gather_distributed, n1, n2)
+    (g1, g2), offset, active = _distributed._rows_against_global(gather_distributed, n1, n2)
     with full_precision(z1.device.type):
         local, total = n1.shape[0], g1.shape[0]
         anchors = torch.cat([n1, n2])  # (2 B_local, d)
@@ -369,7 +344,7 @@ def simclr_loss(
         is_self[index, own] = True
         log_denominator = torch.logsumexp(logits.masked_fill(is_self, -math.inf), dim=1)
         value = (log_denominator - logits[index, positive]).sum() / (2 * total)
-    return _SumOverProcesses.apply(value) if active else value
+    return _distributed._SumOverProcesses.apply(value) if active else value
 
 
 # --------------------------------------------------------------------------- #
@@ -540,13 +515,13 @@ def spectral_contrastive_loss(
         tensor(-2., dtype=torch.float64)
     """
     fn = "spectral_contrastive_loss"
-    check_embeddings(fn, ("z1", "z2"), z1, z2)
     check_flag(fn, "gather_distributed", gather_distributed)
+    check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=_distributed.local_min_rows(gather_distributed))
     mu = check_number(fn, "mu", mu, minimum=0.0, strict=True)
     radius = math.sqrt(mu)
     with full_precision(z1.device.type):
         p1, p2 = (_project_to_ball(z, radius) for z in _work(z1, z2))
-    (g2,), offset, active = _rows_against_global(gather_distributed, p2)
+    (g2,), offset, active = _distributed._rows_against_global(gather_distributed, p2)
     with full_precision(z1.device.type):
         local, total = p1.shape[0], g2.shape[0]
         gram = p1 @ g2.mT  # (B_local, B): z1_i . z2_j
@@ -557,7 +532,7 @@ def spectral_contrastive_loss(
         alignment = gram[index, own].sum()
         uniformity = torch.where(is_pair, torch.zeros_like(gram), gram).square().sum()
         value = (-2.0 / total * alignment + uniformity / (total * (total - 1))) / mu
-    return _SumOverProcesses.apply(value) if active else value
+    return _distributed._SumOverProcesses.apply(value) if active else value
 
 
 # --------------------------------------------------------------------------- #
@@ -668,6 +643,7 @@ def corinfomax_loss(
         gather_distributed: estimate means and covariances (and the MSE) over
             the global batch of all processes, so that every process holds the
             same state. The authors' multi-GPU code uses local batches. Costs an
+            all-reduce of two ``d x d`` scatter matrices when ``d <= B``, else an
             all-gather of the embeddings.
 
     Returns:
@@ -696,8 +672,8 @@ def corinfomax_loss(
         -2.772589
     """
     fn = "corinfomax_loss"
-    check_embeddings(fn, ("z1", "z2"), z1, z2)
     check_flag(fn, "gather_distributed", gather_distributed)
+    check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=_distributed.local_min_rows(gather_distributed))
     alpha = check_number(fn, "alpha", alpha, minimum=0.0)
     eps = check_number(fn, "eps", eps, minimum=0.0, strict=True)
     forgetting = check_number(fn, "forgetting", forgetting, minimum=0.0)
@@ -709,20 +685,22 @@ def corinfomax_loss(
         state = CorInfoMaxState.initial(d, device=z1.device)
     else:
         _check_corinfomax_state(fn, state, d, z1.device)
-    z1, z2 = _distributed.maybe_gather(gather_distributed, z1, z2)
+    batch = _distributed.batch(fn, gather_distributed, z1, z2)
     with full_precision(z1.device.type):
-        z1, z2 = _work(z1, z2)
+        z1, z2 = _work(*batch.rows)
         out_dtype = z1.dtype
-        B = z1.shape[0]
-        invariance = (z1 - z2).square().mean()
+        B = batch.n
+        zs = (z1.to(torch.float64), z2.to(torch.float64))
+        sum1, sum2, squared_error = batch.sums(*zs, (z1 - z2).square().sum(dim=1))
+        invariance = squared_error / (B * d)
         eye = torch.eye(d, dtype=torch.float64, device=z1.device)
         logdets = []
         new = []
-        for z, R, m in ((z1, state.R1, state.mu1), (z2, state.R2, state.mu2)):
-            z = z.to(torch.float64)
-            m_new = forgetting * m.detach().to(torch.float64) + (1.0 - forgetting) * z.mean(dim=0)
-            centered = z - m_new
-            R_new = forgetting * R.detach().to(torch.float64) + (1.0 - forgetting) * (centered.mT @ centered) / B
+        means = [forgetting * m.detach().to(torch.float64) + (1.0 - forgetting) * s / B
+                 for m, s in zip((state.mu1, state.mu2), (sum1, sum2))]
+        scatters = batch.reduce(*((z - m).mT @ (z - m) for z, m in zip(zs, means)))
+        for scatter, R, m_new in zip(scatters, (state.R1, state.R2), means):
+            R_new = forgetting * R.detach().to(torch.float64) + (1.0 - forgetting) * scatter / B
             bad, (R_reg,) = _spectral.non_finite_guard(R_new + eps * eye)  # NaN out, no LAPACK error
             logdets.append(_spectral.nan_where(bad, _logdet_spd(fn, R_reg)))
             new.append((R_new.detach(), m_new.detach()))

@@ -49,8 +49,8 @@ from .._checks import (
     check_int,
     check_number,
 )
-from .._distributed import maybe_gather
-from ..core import _trace_of_product, matrix_kl_divergence, sylvester_logdet
+from .. import _distributed
+from ..core import _logdet_identity_plus, _trace_of_product, matrix_kl_divergence, sylvester_logdet
 
 __all__ = [
     "emp_ssl_loss",
@@ -184,25 +184,57 @@ class _Gram:
     ``B < d``: ``cross = p z^T / n`` (``B x B``; its nonzero spectrum is that of
     ``C_pz = p^T z / n``) and ``auto = z z^T / n`` (that of ``C_zz``).
     ``d <= B``: ``cross = p^T z / n = C_pz`` and ``auto = z^T z / n = C_zz`` (``d x d``).
-    Matrices are built lazily: the uniformity term needs only ``cross``."""
+    Matrices are built lazily: the uniformity term needs only ``cross``.
 
-    def __init__(self, p: torch.Tensor, z: torch.Tensor, divisor: float):
+    On the distributed moment path (``batch.moments``) ``p`` and ``z`` are this
+    process's rows, centered with the global means, and every ``d x d``
+    matrix and trace is a sum over the local rows all-reduced over the
+    processes (one reduction each)."""
+
+    def __init__(self, p: torch.Tensor, z: torch.Tensor, divisor: float, batch=None):
         self.p, self.z, self.divisor = p, z, divisor
-        self.gram_side = z.shape[0] < z.shape[1]
-        self._cross = self._auto = None
+        self.batch = batch if batch is not None and batch.moments else None
+        self.gram_side = self.batch is None and z.shape[0] < z.shape[1]
+        self._cross = self._auto = self._auto_p = self._traces = None
+
+    def _total(self, *local: torch.Tensor):
+        return local if self.batch is None else self.batch.reduce(*local)
 
     @property
     def cross(self) -> torch.Tensor:
         if self._cross is None:
             p, z = self.p, self.z
-            self._cross = (p @ z.mT if self.gram_side else p.mT @ z) / self.divisor
+            self._cross = (p @ z.mT if self.gram_side else self._total(p.mT @ z)[0]) / self.divisor
         return self._cross
 
     @property
     def auto(self) -> torch.Tensor:
         if self._auto is None:
-            self._auto = _SymmetricGram.apply(self.z, self.gram_side) / self.divisor
+            self._auto = self._total(_SymmetricGram.apply(self.z, self.gram_side))[0] / self.divisor
         return self._auto
+
+    @property
+    def auto_target(self) -> torch.Tensor:
+        """``C_pp = p^T p / n`` (``d x d``, whatever the side)."""
+        if self._auto_p is None:
+            self._auto_p = self._total(_SymmetricGram.apply(self.p, False))[0] / self.divisor
+        return self._auto_p
+
+    @property
+    def traces(self) -> tuple:
+        """``(tr C_pp, tr C_zz, tr C_pz)``: squared norms and inner product of the rows, over ``n``."""
+        if self._traces is None:
+            p, z = self.p, self.z
+            sums = self._total(p.square().sum(), z.square().sum(), _inner(p, z))
+            self._traces = tuple(t / self.divisor for t in sums)
+        return self._traces
+
+    def target_pair(self) -> "_Gram":
+        """The pair ``(p, p)``, sharing ``C_pp``."""
+        g = _Gram(self.p, self.p, self.divisor, self.batch)
+        if self.batch is not None:
+            g._auto = g._auto_p = self.auto_target
+        return g
 
 
 class _SymmetricGram(torch.autograd.Function):
@@ -239,9 +271,18 @@ def _weighted_trace_log_taylor(g: _Gram, shift: float, order: int) -> torch.Tens
     d = z.shape[1]
     alpha = _taylor_coefficients(order, shift)
     half = (order + 1) // 2
-    u = [p.square().sum() / divisor]
-    s = [torch.as_tensor(float(d), dtype=z.dtype, device=z.device)] + _traces(_powers(g.auto, order), order, symmetric=True)
-    if not g.gram_side:
+    u = [g.traces[0]]
+    powers = _powers(g.auto, order)
+    s = [torch.as_tensor(float(d), dtype=z.dtype, device=z.device)] + _traces(powers, order, symmetric=True)
+    if g.batch is not None:
+        # Moment path: u_j = tr(C_pp S^j) = <C_pp S^a, S^b> with a + b = j.
+        CS = [g.auto_target]
+        for _ in range(half):
+            CS.append(CS[-1] @ g.auto)
+        for j in range(1, order + 1):
+            a = (j + 1) // 2
+            u.append(CS[a].diagonal().sum() if j == a else _inner(CS[a], powers[j - a - 1]))
+    elif not g.gram_side:
         W = [p]
         for _ in range(half):
             W.append(W[-1] @ g.auto)
@@ -269,16 +310,18 @@ def _common_checks(fn: str, method, order) -> None:
     check_int(fn, "order", order, 1)
 
 
-def _prepare(gather_distributed: bool, *zs: torch.Tensor, fn: str = "", check_radius: bool = True):
-    """Check the flags, gather, cast to the compute dtype of all inputs
-    (torch's type promotion: float32 with float64 computes in float64),
-    l2-normalize rows."""
+def _prepare(
+    fn: str, gather_distributed: bool, *zs: torch.Tensor, dim=None, min_rows: int = 2, check_radius: bool = True
+):
+    """Check the flags; the distributed dispatch (:func:`matrixinfo._distributed.batch`:
+    rows gathered, or moments to all-reduce when ``dim <= B_global``); then the
+    rows cast to the compute dtype of all inputs (torch's type promotion:
+    float32 with float64 computes in float64) and l2-normalized."""
     check_flag(fn, "gather_distributed", gather_distributed)
     check_flag(fn, "check_radius", check_radius)
-    zs = maybe_gather(gather_distributed, *zs)
-    zs = (zs,) if isinstance(zs, torch.Tensor) else zs
+    batch = _distributed.batch(fn, gather_distributed, *zs, dim=dim, min_rows=min_rows)
     work = _spectral.compute_dtype(functools.reduce(torch.promote_types, [z.dtype for z in zs]))
-    return tuple(F.normalize(z.to(work), dim=1) for z in zs)
+    return batch, tuple(F.normalize(z.to(work), dim=1) for z in batch.rows)
 
 
 def _center(z: torch.Tensor) -> torch.Tensor:
@@ -297,11 +340,11 @@ def _run(fn, ref: torch.Tensor, compute):
         return compute()
 
 
-def _check_views(fn: str, views: Sequence[torch.Tensor]) -> None:
+def _check_views(fn: str, views: Sequence[torch.Tensor], gather_distributed: bool = False) -> None:
     if len(views) == 0:
         raise MatrixInfoValueError(f"{fn}: expected at least one view of shape (B, d), got none.")
     names = [f"views[{i}]" for i in range(len(views))]
-    check_embeddings(fn, names, *views)
+    check_embeddings(fn, names, *views, min_rows=_distributed.local_min_rows(gather_distributed))
 
 
 # --------------------------------------------------------------------------- #
@@ -318,17 +361,20 @@ def _uniformity_value(fn, g: _Gram, *, lam, mu, order, method, formulation, chec
     if method == "taylor":
         # rho(C_pz + (mu - 1) I) <= sqrt(tr C_pp tr C_zz) + |mu - 1| (Cauchy-Schwarz):
         # the power iteration runs only when this cheap bound does not settle it.
-        bound = float(torch.sqrt(g.p.detach().square().sum() * g.z.detach().square().sum())) / g.divisor + abs(mu - 1.0)
+        bound = float(torch.sqrt(g.traces[0].detach() * g.traces[1].detach())) + abs(mu - 1.0)
         if check_radius and bound >= 1.0:
             _warn_radius(fn, g.cross.detach(), mu, d, "C(target, online) + mu I - I")
         trace_log = _trace_log_taylor(g.cross, d, mu, order)
     else:
         # tr log(C + mu I) = d log mu + log det(I + C / mu), C = pc^T zc / n.
-        trace_log = d * math.log(mu) + sylvester_logdet(g.p.mT, g.z.mT, scale=1.0 / (mu * g.divisor))
+        if g.batch is not None:
+            trace_log = d * math.log(mu) + _logdet_identity_plus(g.cross / mu, False)
+        else:
+            trace_log = d * math.log(mu) + sylvester_logdet(g.p.mT, g.z.mT, scale=1.0 / (mu * g.divisor))
     value = -weight * trace_log
     if formulation == "paper":
         # + tr(Q) = tr(C) + d mu, the term of MCE that the authors' code drops.
-        value = value + _inner(g.p, g.z) / g.divisor + d * mu
+        value = value + g.traces[2] + d * mu
     return value
 
 
@@ -337,18 +383,21 @@ def _alignment_value(fn, g: _Gram, *, mu, order, method, formulation, check_radi
     d = zc.shape[1]
     if method == "taylor":
         # C_zz is PSD: rho(C_zz + (mu - 1) I) <= max(|mu - 1|, tr C_zz + mu - 1).
-        bound = max(abs(mu - 1.0), float(zc.detach().square().sum()) / divisor + mu - 1.0)
+        bound = max(abs(mu - 1.0), float(g.traces[1].detach()) + mu - 1.0)
         if check_radius and bound >= 1.0:
             _warn_radius(fn, g.auto.detach(), mu, d, "C(online, online) + mu I - I")
         cross = _weighted_trace_log_taylor(g, mu, order)
         if formulation == "official":
             return -cross
-        self_term = _weighted_trace_log_taylor(_Gram(pc, pc, divisor), mu, order)
+        self_term = _weighted_trace_log_taylor(g.target_pair(), mu, order)
         # MKL(P || Q) = tr(P log P) - tr(P log Q) - tr P + tr Q.
-        return self_term - cross - pc.square().sum() / divisor + zc.square().sum() / divisor
+        return self_term - cross - g.traces[0] + g.traces[1]
     eye = torch.eye(d, dtype=zc.dtype, device=zc.device)
-    P = pc.mT @ pc / divisor + mu * eye
-    Q = zc.mT @ zc / divisor + mu * eye
+    if g.batch is not None:
+        P, Q = g.auto_target + mu * eye, g.auto + mu * eye
+    else:
+        P = pc.mT @ pc / divisor + mu * eye
+        Q = zc.mT @ zc / divisor + mu * eye
     if formulation == "paper":
         return matrix_kl_divergence(P, Q)
     # tr(P log Q) without forming log Q: eigh plus four matmuls, forward and backward.
@@ -356,12 +405,20 @@ def _alignment_value(fn, g: _Gram, *, mu, order, method, formulation, check_radi
     return _spectral.nan_where(bad, -_spectral.TraceProductLog.apply(P, Q, fn))
 
 
-def _gram(p, z, formulation) -> _Gram:
+def _gram(p, z, formulation, batch) -> _Gram:
+    if batch.moments:  # centered with the global means
+        sum_p, sum_z = batch.sums(p, z)
+        return _Gram(p - sum_p / batch.n, z - sum_z / batch.n, _divisor(formulation, batch.n), batch)
     return _Gram(_center(p), _center(z), _divisor(formulation, z.shape[0]))
 
 
-def _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma=None):
-    check_embeddings(fn, ("online", "target"), online, target, min_rows=3 if formulation == "paper" else 2)
+def _min_rows(formulation: str) -> int:
+    return 3 if formulation == "paper" else 2
+
+
+def _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma=None, gather_distributed=False):
+    min_rows = _distributed.local_min_rows(gather_distributed, _min_rows(formulation))
+    check_embeddings(fn, ("online", "target"), online, target, min_rows=min_rows)
     _common_checks(fn, method, order)
     check_choice(fn, "formulation", formulation, _FORMULATIONS)
     check_number(fn, "mu", mu, minimum=0.0, strict=True)
@@ -444,10 +501,10 @@ def matrix_kl_uniformity_loss(
         True
     """
     fn = "matrix_kl_uniformity_loss"
-    _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation)
-    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
+    _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gather_distributed=gather_distributed)
+    batch, (z, p) = _prepare(fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius)
     return _run(fn, z, lambda: _uniformity_value(
-        fn, _gram(p, z, formulation), lam=lam, mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
+        fn, _gram(p, z, formulation, batch), lam=lam, mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
 
 
 def matrix_kl_alignment_loss(
@@ -500,10 +557,10 @@ def matrix_kl_alignment_loss(
         True
     """
     fn = "matrix_kl_alignment_loss"
-    _check_matrix_ssl(fn, online, target, None, mu, order, method, formulation)
-    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
+    _check_matrix_ssl(fn, online, target, None, mu, order, method, formulation, gather_distributed=gather_distributed)
+    batch, (z, p) = _prepare(fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius)
     return _run(fn, z, lambda: _alignment_value(
-        fn, _gram(p, z, formulation), mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
+        fn, _gram(p, z, formulation, batch), mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
 
 
 def matrix_ssl_loss(
@@ -559,12 +616,12 @@ def matrix_ssl_loss(
         True
     """
     fn = "matrix_ssl_loss"
-    _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma)
-    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
+    _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma, gather_distributed)
+    batch, (z, p) = _prepare(fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius)
     opts = dict(mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius)
 
     def compute():
-        g = _gram(p, z, formulation)  # the cross-Gram matrix serves both terms
+        g = _gram(p, z, formulation, batch)  # the cross-Gram matrix serves both terms
         value = _uniformity_value(fn, g, lam=lam, **opts)
         if gamma != 0:
             value = value + gamma * _alignment_value(fn, g, **opts)
@@ -576,12 +633,18 @@ def matrix_ssl_loss(
 # --------------------------------------------------------------------------- #
 # Uniformity MCE / MKL and TCR                                                 #
 # --------------------------------------------------------------------------- #
-def _trace_log_autocov(fn, z, shift, scale, method, order, check_radius):
-    r"""``tr log(shift I_d + scale z^T z)`` for ``(B, d)`` rows ``z``."""
+def _trace_log_autocov(fn, batch, z, shift, scale, method, order, check_radius):
+    r"""``tr log(shift I_d + scale z^T z)`` for ``(B, d)`` rows ``z`` (on the
+    moment path, ``z^T z`` summed over all processes)."""
     B, d = z.shape
-    if method == "exact":
+    if batch.moments:
+        M = scale * batch.reduce(_SymmetricGram.apply(z, False))[0]
+        if method == "exact":
+            return d * math.log(shift) + _logdet_identity_plus(M / shift, True)
+    elif method == "exact":
         return d * math.log(shift) + sylvester_logdet(z.mT, scale=scale / shift)
-    M = _smaller_side(z, z, 1.0 / scale)
+    else:
+        M = _smaller_side(z, z, 1.0 / scale)
     if check_radius:
         _warn_radius(fn, M.detach(), shift, d, "the Taylor variable")
     return _trace_log_taylor(M, d, shift, order)
@@ -592,18 +655,18 @@ def _uniformity_lam(d: int, lam) -> float:
 
 
 def _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius):
-    _check_views(fn, views)
+    _check_views(fn, views, gather_distributed)
     _common_checks(fn, method, order)
     if lam is not None:
         check_number(fn, "lam", lam, minimum=0.0, strict=True)
-    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
-    B, d = zs[0].shape
+    batch, zs = _prepare(fn, gather_distributed, *views, check_radius=check_radius)
+    B, d = batch.n, zs[0].shape[1]
     lam = _uniformity_lam(d, lam)
 
     def mce(z):
         # MCE((1/d + lam) I, z^T z / B + lam I) = -(1/d + lam) tr log(.) + tr(z^T z)/B + d lam.
-        trace_log = _trace_log_autocov(fn, z, lam, 1.0 / B, method, order, check_radius)
-        return -(1.0 / d + lam) * trace_log + z.square().sum() / B + d * lam
+        trace_log = _trace_log_autocov(fn, batch, z, lam, 1.0 / B, method, order, check_radius)
+        return -(1.0 / d + lam) * trace_log + batch.reduce(z.square().sum())[0] / B + d * lam
 
     return zs, d, lam, mce
 
@@ -688,8 +751,8 @@ def uniformity_mkl_loss(
     return _run(fn, zs[0], lambda: torch.stack([mce(z) for z in zs]).mean() - entropy_p)
 
 
-def _check_tcr(fn, views, eps, method, order):
-    _check_views(fn, views)
+def _check_tcr(fn, views, eps, method, order, gather_distributed):
+    _check_views(fn, views, gather_distributed)
     _common_checks(fn, method, order)
     check_number(fn, "eps", eps, minimum=0.0, strict=True)
 
@@ -737,12 +800,12 @@ def tcr_loss(
         True
     """
     fn = "tcr_loss"
-    _check_tcr(fn, views, eps, method, order)
-    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
-    B, d = zs[0].shape
+    _check_tcr(fn, views, eps, method, order, gather_distributed)
+    batch, zs = _prepare(fn, gather_distributed, *views, check_radius=check_radius)
+    B, d = batch.n, zs[0].shape[1]
     scale = d / (B * eps)
     return _run(fn, zs[0], lambda: torch.stack(
-        [-0.5 * _trace_log_autocov(fn, z, 1.0, scale, method, order, check_radius) for z in zs]).mean())
+        [-0.5 * _trace_log_autocov(fn, batch, z, 1.0, scale, method, order, check_radius) for z in zs]).mean())
 
 
 def emp_tcr_loss(
@@ -775,14 +838,14 @@ def emp_tcr_loss(
         True
     """
     fn = "emp_tcr_loss"
-    _check_tcr(fn, views, eps, method, order)
+    _check_tcr(fn, views, eps, method, order, gather_distributed)
     check_number(fn, "mu", mu, minimum=0.0)
-    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
-    n = len(zs)
-    B, d = zs[0].shape
+    n = len(views)
+    batch, zs = _prepare(fn, gather_distributed, *views, dim=n * views[0].shape[1], check_radius=check_radius)
+    B, d = batch.n, zs[0].shape[1]
     Z = torch.cat(zs, dim=1) / math.sqrt(n)
     scale = n * d / (B * eps)
-    return _run(fn, zs[0], lambda: -mu * _trace_log_autocov(fn, Z, 1.0, scale, method, order, check_radius))
+    return _run(fn, zs[0], lambda: -mu * _trace_log_autocov(fn, batch, Z, 1.0, scale, method, order, check_radius))
 
 
 def emp_ssl_loss(
@@ -817,18 +880,20 @@ def emp_ssl_loss(
         True
     """
     fn = "emp_ssl_loss"
-    _check_tcr(fn, views, eps, method, order)
+    _check_tcr(fn, views, eps, method, order, gather_distributed)
     check_number(fn, "invariance_weight", invariance_weight, minimum=0.0)
     check_number(fn, "tcr_weight", tcr_weight, minimum=0.0)
-    zs = _prepare(gather_distributed, *views, fn=fn, check_radius=check_radius)
-    B, d = zs[0].shape
+    batch, zs = _prepare(fn, gather_distributed, *views, check_radius=check_radius)
+    B, d = batch.n, zs[0].shape[1]
     scale = d / (B * eps)
 
     def compute():
-        tcr = torch.stack([-0.5 * _trace_log_autocov(fn, z, 1.0, scale, method, order, check_radius) for z in zs])
+        tcr = torch.stack(
+            [-0.5 * _trace_log_autocov(fn, batch, z, 1.0, scale, method, order, check_radius) for z in zs])
         mean = torch.stack(zs).mean(dim=0)
-        cos = torch.stack([F.cosine_similarity(z, mean, dim=1).mean() for z in zs])
-        return tcr_weight * tcr.mean() - invariance_weight * cos.mean()
+        # A per-sample mean: the sum over the global batch, divided by B and the number of views.
+        (cos,) = batch.sums(torch.stack([F.cosine_similarity(z, mean, dim=1) for z in zs]).sum(dim=0))
+        return tcr_weight * tcr.mean() - invariance_weight * cos / (B * len(zs))
 
     return _run(fn, zs[0], compute)
 
@@ -894,19 +959,22 @@ def mec_loss(
         True
     """
     fn = "mec_loss"
-    check_embeddings(fn, ("online", "target"), online, target)
+    check_embeddings(fn, ("online", "target"), online, target, min_rows=_distributed.local_min_rows(gather_distributed))
     _common_checks(fn, method, order)
     check_number(fn, "eps", eps, minimum=0.0, strict=True)
     check_number(fn, "lam_scale", lam_scale, minimum=0.0, strict=True, maximum=1.0)
-    z, p = _prepare(gather_distributed, online, target, fn=fn, check_radius=check_radius)
-    B, d = z.shape
+    batch, (z, p) = _prepare(fn, gather_distributed, online, target, check_radius=check_radius)
+    B, d = batch.n, z.shape[1]
     lam = lam_scale * d / (B * eps)
 
     def compute():
+        if batch.moments:  # d <= B: lam P^T Z summed over all processes
+            M = lam * batch.reduce(p.mT @ z)[0]
         if method == "exact":
-            trace_log = sylvester_logdet(z, p, scale=lam)
+            trace_log = _logdet_identity_plus(M, False) if batch.moments else sylvester_logdet(z, p, scale=lam)
         else:
-            M = lam * _smaller_side(p, z, 1.0)
+            if not batch.moments:
+                M = lam * _smaller_side(p, z, 1.0)
             if check_radius:
                 _warn_radius(fn, M.detach(), 1.0, min(B, d), "lambda * Z P^T")
             trace_log = _trace_log_taylor(M, min(B, d), 1.0, order)
