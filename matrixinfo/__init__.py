@@ -5,7 +5,7 @@ The core functions are importable from the top level::
     from matrixinfo import matrix_entropy, matrix_kl_divergence, effective_rank
 """
 
-from ._checks import MatrixInfoTypeError, MatrixInfoValueError
+from ._checks import MatrixInfoSecondDerivativeError, MatrixInfoTypeError, MatrixInfoValueError
 from .core import (
     effective_rank,
     matrix_cross_entropy,
@@ -19,6 +19,7 @@ from .core import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "MatrixInfoSecondDerivativeError",
     "MatrixInfoTypeError",
     "MatrixInfoValueError",
     "effective_rank",

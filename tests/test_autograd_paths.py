@@ -1,0 +1,277 @@
+"""Autograd paths beyond the first derivative, for every public loss (as
+``loss_registry`` builds them) and core function:
+
+* second derivatives (``create_graph=True``): correct (``gradgradcheck``
+  against finite differences of the first derivative, float64) or a
+  :class:`matrixinfo.MatrixInfoSecondDerivativeError`, never a wrong number;
+* no host read of a tensor value with ``check_radius=False`` (counted under a
+  ``TorchDispatchMode``);
+* ``torch.func.grad`` equal to autograd, and ``torch.func.vmap`` over a batch
+  of inputs equal to a loop (what docs/numerics.rst says works under vmap);
+* ``torch.compile(fullgraph=True)`` of the forward and backward.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import matrixinfo
+import matrixinfo.functional
+from loss_registry import LossCase, all_cases, llm_inputs, n_views, params
+
+# --------------------------------------------------------------------------- #
+# Inputs and calls                                                             #
+# --------------------------------------------------------------------------- #
+B, D = 12, 5  # the shapes of the issue's reproduction
+
+
+def _has_check_radius(case: LossCase) -> bool:
+    return "check_radius" in inspect.signature(getattr(matrixinfo.functional, case.functional)).parameters
+
+
+def _options(case: LossCase) -> dict:
+    return {"check_radius": False} if _has_check_radius(case) else {}
+
+
+def _inputs(case: LossCase, *, seed: int = 0, batch: tuple = ()) -> list[torch.Tensor]:
+    """Differentiable float64 inputs (views; or logits and embedding)."""
+    g = torch.Generator().manual_seed(seed)
+    if case.kind == "llm":
+        logits, _, embedding = llm_inputs(seed=seed)
+        if batch:
+            logits = logits + 0.3 * torch.randn(*batch, *logits.shape, generator=g, dtype=torch.float64)
+        return [logits, embedding]
+    base = torch.randn(*batch, B, D, generator=g, dtype=torch.float64)
+    return [base + 0.5 * torch.randn(*batch, B, D, generator=g, dtype=torch.float64) for _ in range(n_views(case))]
+
+
+def _functional(case: LossCase, **overrides):
+    """The loss as a function of the differentiable inputs."""
+    opts = {**_options(case), **overrides}
+    if case.kind == "llm":
+        _, target, _ = llm_inputs()
+        return lambda logits, embedding: case.call_functional((logits, target, embedding), **opts)
+    return lambda *views: case.call_functional(views, **opts)
+
+
+def _module(case: LossCase, **overrides):
+    """The default-constructed module (only ``check_radius=False`` added) as a
+    function of the differentiable inputs."""
+    module = case.build(D, **{**_options(case), **overrides})
+    if case.kind == "llm":
+        _, target, _ = llm_inputs()
+        return lambda logits, embedding: module(logits, target, embedding)
+    return lambda *views: module(*views)
+
+
+# --------------------------------------------------------------------------- #
+# Second derivatives                                                           #
+# --------------------------------------------------------------------------- #
+def _gradgradcheck_or_refused(f, inputs, fast_mode=False) -> str:
+    inputs = [x.detach().requires_grad_(True) for x in inputs]
+    try:
+        # Finite differences of the first derivative in float64 (step 1e-6): their
+        # error is ~1e-9 here, so 1e-6 separates it from a wrong Hessian (the
+        # defects found were 3% to 25x off).
+        torch.autograd.gradgradcheck(f, tuple(inputs), atol=1e-6, rtol=1e-5, fast_mode=fast_mode)
+    except matrixinfo.MatrixInfoSecondDerivativeError as err:
+        assert "second derivatives" in str(err) and "exact" in str(err), str(err)
+        return "refused"
+    return "correct"
+
+
+# Paths whose second derivatives are refused rather than computed; every other
+# case must pass gradgradcheck.
+REFUSED = {"MatrixLLMLoss[topk]"}
+
+
+@pytest.mark.parametrize("case", params())
+def test_second_derivatives_of_every_loss_are_correct_or_refused(case):
+    f = _functional(case)
+    # fast_mode: gradgradcheck along random directions (u^T H v against finite
+    # differences) instead of the whole Hessian, which is slow on 2 cores.
+    outcome = _gradgradcheck_or_refused(f, _inputs(case), fast_mode=True)
+    assert outcome == ("refused" if case.id in REFUSED else "correct")
+
+
+def test_second_derivatives_of_matrix_ssl_loss_issue_reproduction():
+    # The issue's reproduction: default MatrixSSLLoss (Taylor), z, p of shape (12, 5).
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(12, 5, generator=g, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the radius warning is not the point here
+        assert torch.autograd.gradgradcheck(lambda x: matrixinfo.losses.MatrixSSLLoss()(x, p), (z,))
+
+
+def _spd(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, n + 2, generator=g, dtype=torch.float64)
+    return X, X @ X.mT / (n + 2) + 0.3 * torch.eye(n, dtype=torch.float64)
+
+
+def _core_cases():
+    eye = lambda n: torch.eye(n, dtype=torch.float64)  # noqa: E731
+    psd = lambda X: X @ X.mT / X.shape[-1] + 0.3 * eye(X.shape[-2])  # noqa: E731
+    near = lambda X: eye(X.shape[-2]) + 0.05 * X @ X.mT / X.shape[-1]  # noqa: E731  # Taylor-friendly
+    return {
+        "matrix_log[eigh]": lambda X: matrixinfo.matrix_log(psd(X)),
+        "matrix_log[taylor]": lambda X: matrixinfo.matrix_log(near(X), method="taylor", check_radius=False),
+        "matrix_entropy": lambda X: matrixinfo.matrix_entropy(psd(X)),
+        "von_neumann_entropy": lambda X: matrixinfo.von_neumann_entropy(psd(X)),
+        "matrix_cross_entropy[eigh]": lambda X: matrixinfo.matrix_cross_entropy(psd(X), psd(X.flip(-1))),
+        "matrix_cross_entropy[taylor]": lambda X: matrixinfo.matrix_cross_entropy(
+            near(X), near(X.flip(-1)), method="taylor", check_radius=False
+        ),
+        "matrix_kl_divergence[eigh]": lambda X: matrixinfo.matrix_kl_divergence(psd(X), psd(X.flip(-1))),
+        "matrix_kl_divergence[taylor]": lambda X: matrixinfo.matrix_kl_divergence(
+            near(X), near(X.flip(-1)), method="taylor", check_radius=False
+        ),
+        "effective_rank": lambda X: matrixinfo.effective_rank(psd(X)),
+        "sylvester_logdet[symmetric]": lambda X: matrixinfo.sylvester_logdet(X, scale=0.7),
+        "sylvester_logdet[general]": lambda X: matrixinfo.sylvester_logdet(X, X.flip(-1) + X, scale=0.7),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_core_cases()))
+def test_second_derivatives_of_core_functions_are_correct(name):
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    assert _gradgradcheck_or_refused(_core_cases()[name], [X]) == "correct"
+
+
+def test_refused_second_derivative_is_a_clear_library_error():
+    logits, target, embedding = llm_inputs()
+    logits.requires_grad_(True)
+    loss = matrixinfo.functional.matrix_llm_loss(logits, target, embedding)
+    (grad,) = torch.autograd.grad(loss, logits, create_graph=True)  # first derivative: fine
+    with pytest.raises(matrixinfo.MatrixInfoSecondDerivativeError, match="matrix_llm_loss.*method='exact'"):
+        torch.autograd.grad(grad.square().sum(), logits)
+    assert issubclass(matrixinfo.MatrixInfoSecondDerivativeError, RuntimeError)
+
+
+# --------------------------------------------------------------------------- #
+# Host reads                                                                   #
+# --------------------------------------------------------------------------- #
+_HOST_READS = {
+    torch.ops.aten._local_scalar_dense.default,
+    torch.ops.aten.item.default,
+    torch.ops.aten.is_nonzero.default,
+    torch.ops.aten.equal.default,
+    torch.ops.aten.allclose.default,
+}
+
+
+class _CountHostReads(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.reads: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in _HOST_READS:
+            self.reads.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_host_read_counter_sees_the_reads_it_must_catch():
+    x = torch.ones(3, dtype=torch.float64)
+    with _CountHostReads() as counter:
+        float(x.sum()), bool((x > 0).any()), x[0].item(), int(x.argmax())
+    assert len(counter.reads) == 4
+
+
+# Losses without a check_radius option that read the host by default, and why
+# (docs/numerics.rst says the same); torch.compile skips these reads.
+EXPECTED_READS = {
+    "CorInfoMaxLoss": 2,  # the Cholesky status of each branch, for the eigenvalue fallback of its log-det
+    "MatrixLLMLoss[topk]": 1,  # validation of the class indices of target
+    "MatrixLLMLoss[exact]": 1,  # validation of the class indices of target
+}
+
+
+@pytest.mark.parametrize("case", params())
+def test_no_host_read_with_check_radius_false(case):
+    f = _module(case)
+    inputs = [x.requires_grad_(True) for x in _inputs(case)]
+    with _CountHostReads() as counter:
+        f(*inputs).backward()
+    assert len(counter.reads) == EXPECTED_READS.get(case.id, 0), f"{case.id}: host reads {counter.reads}"
+
+
+def test_tcr_cholesky_failure_is_nan_without_host_read():
+    # A non-finite batch makes the Cholesky factorization fail: NaN, not an exception, no read.
+    z = torch.randn(6, 4, dtype=torch.float64)
+    z[2, 1] = float("inf")
+    with _CountHostReads() as counter:
+        value = matrixinfo.losses.TCRLoss(check_radius=False)(z, z)
+    assert counter.reads == []
+    assert math.isnan(float(value))
+
+
+# --------------------------------------------------------------------------- #
+# torch.func                                                                   #
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("case", params())
+def test_func_grad_equals_autograd(case):
+    f = _module(case)
+    inputs = _inputs(case, seed=5)
+    argnums = tuple(range(len(inputs)))
+    leaves = [x.detach().requires_grad_(True) for x in inputs]
+    expected = torch.autograd.grad(f(*leaves), leaves)
+    got = torch.func.grad(f, argnums=argnums)(*inputs)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", params())
+def test_vmap_equals_a_loop(case):
+    f = _module(case)
+    inputs = _inputs(case, seed=7, batch=(3,))
+    if case.kind == "llm":
+        got = torch.func.vmap(f, in_dims=(0, None))(inputs[0], inputs[1])
+        expected = torch.stack([f(inputs[0][i], inputs[1]) for i in range(3)])
+    else:
+        got = torch.func.vmap(f)(*inputs)
+        expected = torch.stack([f(*(x[i] for x in inputs)) for i in range(3)])
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- #
+# torch.compile                                                                #
+# --------------------------------------------------------------------------- #
+def _default_cases() -> list:
+    """One case per class: its default method (``check_radius=False`` added where it applies)."""
+    out, seen = [], set()
+    for case in all_cases():
+        if case.cls_name in seen or not case.available:
+            continue
+        seen.add(case.cls_name)
+        out.append(pytest.param(case, id=case.cls_name))
+    return out
+
+
+@pytest.mark.parametrize("case", _default_cases())
+def test_default_loss_compiles_with_fullgraph(case):
+    torch._dynamo.reset()
+    module = case.build(D, **_options(case))
+    inputs = _inputs(case, seed=9)
+    if case.kind == "llm":
+        _, target, _ = llm_inputs()
+        call = lambda logits, embedding: module(logits, target, embedding)  # noqa: E731
+    else:
+        call = lambda *views: module(*views)  # noqa: E731
+    compiled = torch.compile(call, fullgraph=True, backend="aot_eager")
+    leaves = [x.detach().requires_grad_(True) for x in inputs]
+    value = compiled(*leaves)
+    grads = torch.autograd.grad(value, leaves)
+    eager_leaves = [x.detach().requires_grad_(True) for x in inputs]
+    eager = call(*eager_leaves)
+    torch.testing.assert_close(value, eager, rtol=1e-10, atol=1e-12)
+    for g, e in zip(grads, torch.autograd.grad(eager, eager_leaves)):
+        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-12)
