@@ -23,6 +23,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import matrixinfo
 import matrixinfo.functional
+import matrixinfo.losses
 from loss_registry import LossCase, all_cases, llm_inputs, n_views, params
 
 # --------------------------------------------------------------------------- #
@@ -288,3 +289,13 @@ def test_default_loss_compiles_with_fullgraph(case):
     torch.testing.assert_close(value, eager, rtol=1e-10, atol=1e-12)
     for g, e in zip(grads, torch.autograd.grad(eager, eager_leaves)):
         torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-12)
+
+
+def test_vmap_refuses_the_radius_check():
+    # What docs/numerics.rst says: with check_radius=True the Taylor path reads
+    # the host, which vmap refuses; check_radius=False is the vmappable form.
+    g = torch.Generator().manual_seed(2)
+    z, p = torch.randn(2, 3, B, D, generator=g, dtype=torch.float64)
+    with pytest.raises(RuntimeError):
+        torch.func.vmap(matrixinfo.losses.MatrixSSLLoss())(z, p)
+    torch.func.vmap(matrixinfo.losses.MatrixSSLLoss(check_radius=False))(z, p)
