@@ -17,7 +17,10 @@ or a trace of a product with one. Two methods compute it:
     and ``d x d`` sides (the nonzero spectra agree). The series converges iff
     the spectral radius of :math:`X` is below 1; outside, a
     :class:`RuntimeWarning` is raised (one host read per call; pass
-    ``check_radius=False`` to skip it).
+    ``check_radius=False`` to skip it). With ``check_radius=False`` no loss
+    here reads a value on the host, whatever the method: the exact paths'
+    checks are skipped too (a failed Cholesky factorization, which only
+    non-finite input causes, then gives NaN instead of the LU fallback).
 
 ``method="exact"``
     Log-determinants by Sylvester's identity on the smaller side
