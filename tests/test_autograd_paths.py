@@ -329,3 +329,13 @@ def test_vmap_refuses_the_radius_check():
     with pytest.raises(RuntimeError):
         torch.func.vmap(matrixinfo.losses.MatrixSSLLoss())(z, p)
     torch.func.vmap(matrixinfo.losses.MatrixSSLLoss(check_radius=False))(z, p)
+
+
+def test_tcr_loss_with_all_defaults_compiles_with_fullgraph():
+    # TCRLoss() as constructed by default (check_radius=True, exact Cholesky):
+    # the Cholesky status is not read while torch.compile traces.
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(4)
+    views = [torch.randn(B, D, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    compiled = torch.compile(matrixinfo.losses.TCRLoss(), fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(*views), matrixinfo.losses.TCRLoss()(*views), rtol=1e-10, atol=1e-12)
