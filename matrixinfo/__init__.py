@@ -5,7 +5,12 @@ The core functions are importable from the top level::
     from matrixinfo import matrix_entropy, matrix_kl_divergence, effective_rank
 """
 
-from ._checks import MatrixInfoTypeError, MatrixInfoValueError, MatrixInfoWarning
+from ._checks import (
+    MatrixInfoSecondDerivativeError,
+    MatrixInfoTypeError,
+    MatrixInfoValueError,
+    MatrixInfoWarning,
+)
 from .core import (
     effective_rank,
     matrix_cross_entropy,
@@ -19,6 +24,7 @@ from .core import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "MatrixInfoSecondDerivativeError",
     "MatrixInfoTypeError",
     "MatrixInfoValueError",
     "MatrixInfoWarning",

@@ -92,6 +92,32 @@ class MatrixInfoWarning(RuntimeWarning):
     """
 
 
+class MatrixInfoSecondDerivativeError(RuntimeError):
+    """A second derivative was asked of a path that does not provide one.
+
+    Raised when a gradient computed with ``create_graph=True`` is
+    differentiated again through a path whose hand-written backward is not
+    itself differentiable (the ``"topk"`` path of
+    :func:`matrixinfo.functional.matrix_llm_loss`), instead of returning a
+    wrong Hessian-vector product. The first derivative is unaffected. Subclasses
+    :class:`RuntimeError`, as autograd's own errors.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo import MatrixInfoSecondDerivativeError
+        >>> from matrixinfo.functional import matrix_llm_loss
+        >>> logits = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+        >>> E = torch.randn(5, 2, dtype=torch.float64)
+        >>> loss = matrix_llm_loss(logits, torch.tensor([0, 1, 2]), E)
+        >>> (g,) = torch.autograd.grad(loss, logits, create_graph=True)
+        >>> try:
+        ...     torch.autograd.grad(g.square().sum(), logits)
+        ... except MatrixInfoSecondDerivativeError as err:
+        ...     print(str(err).split(";")[0])
+        matrix_llm_loss: second derivatives are not supported on the method='topk' path
+    """
+
+
 def shape_str(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 

@@ -183,7 +183,7 @@ def lanczos(mv: MatVec, X: torch.Tensor, steps: int):
 
 def _fT_e1(fn: str, T: torch.Tensor, kind: str) -> torch.Tensor:
     """``f(T) e_1`` for ``f = log`` or ``x log x``, with the floored logarithm."""
-    L = _spectral.SymmetricLog.apply(T, fn)[..., :, 0]
+    L = _spectral.symmetric_log(fn, T, check=False)[..., :, 0]
     if kind == "log":
         return L
     return (T @ L.unsqueeze(-1)).squeeze(-1)

@@ -150,6 +150,14 @@ def log_divided_difference(w: torch.Tensor) -> torch.Tensor:
     return torch.where(close, near, far)
 
 
+def host_reads_allowed(check: bool = True) -> bool:
+    """Whether a check that reads a tensor value on the host may run: not when
+    the caller turned checks off (``check_radius=False``: the loss then never
+    synchronizes a GPU), and not while ``torch.compile`` traces (a host read
+    would break the graph; the checked fallbacks are replaced by NaN there)."""
+    return bool(check) and not torch.compiler.is_compiling()
+
+
 class SymmetricLog(torch.autograd.Function):
     """``log(sym(A))`` by ``eigh`` with eigenvalues raised to the floor, and a
     Daleckii-Krein backward that stays finite at repeated eigenvalues.
@@ -159,6 +167,11 @@ class SymmetricLog(torch.autograd.Function):
     (Daleckii & Krein 1965; Higham 2008, Thm. 3.11). Plain autograd through
     ``torch.linalg.eigh`` divides by ``w_i - w_j`` and returns NaN on ties.
 
+    Returns ``(log A, w, U)`` with the raw eigenvalues ``w`` (for the PSD check
+    of :func:`symmetric_log`, outside the Function so that it stays vmappable)
+    and eigenvectors ``U``, both non-differentiable outputs: the
+    ``setup_context`` form that ``torch.func`` needs saves them this way.
+
     Second derivatives: the ``w, U`` saved by ``forward`` carry no graph, so a
     backward run with ``create_graph=True`` recomputes them from ``A`` with
     autograd. Second derivatives are then those of ``eigh``: correct for distinct
@@ -167,22 +180,37 @@ class SymmetricLog(torch.autograd.Function):
     it, because the upstream gradient of ``tr(P log Q)`` does not require grad.
     """
 
-    @staticmethod
-    def forward(ctx, A: torch.Tensor, fn: str):  # type: ignore[override]
-        w, U = torch.linalg.eigh(symmetrize(A))
-        _warn_if_not_psd(fn, w)
-        w = torch.maximum(w, eigenvalue_floor(w))
-        ctx.save_for_backward(A, w, U)
-        return (U * torch.log(w).unsqueeze(-2)) @ U.mT
+    generate_vmap_rule = True
 
     @staticmethod
-    def backward(ctx, G: torch.Tensor):  # type: ignore[override]
+    def forward(A: torch.Tensor):  # type: ignore[override]
+        w, U = torch.linalg.eigh(symmetrize(A))
+        floored = torch.maximum(w, eigenvalue_floor(w))
+        return (U * torch.log(floored).unsqueeze(-2)) @ U.mT, w, U
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        (A,) = inputs
+        _, w, U = output
+        ctx.mark_non_differentiable(w, U)
+        ctx.save_for_backward(A, w, U)
+
+    @staticmethod
+    def backward(ctx, G: torch.Tensor, _gw, _gU):  # type: ignore[override]
         A, w, U = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: make the result differentiable in A
             w, U = torch.linalg.eigh(symmetrize(A))
-            w = torch.maximum(w, eigenvalue_floor(w))
+        w = torch.maximum(w, eigenvalue_floor(w))
         inner = U.mT @ symmetrize(G) @ U
-        return U @ (log_divided_difference(w) * inner) @ U.mT, None
+        return U @ (log_divided_difference(w) * inner) @ U.mT
+
+
+def symmetric_log(fn: str, A: torch.Tensor, check: bool = True) -> torch.Tensor:
+    """:class:`SymmetricLog` with the PSD warning (one host read) when ``check``."""
+    log_a, w, _ = SymmetricLog.apply(A)
+    if host_reads_allowed(check):
+        _warn_if_not_psd(fn, w)
+    return log_a
 
 
 class TraceProductLog(torch.autograd.Function):
@@ -194,26 +222,34 @@ class TraceProductLog(torch.autograd.Function):
     elementwise product), the gradient in ``Q`` the Daleckii-Krein
     ``U (F o W) U^T`` and in ``P`` ``log Q = U diag(log w) U^T`` (only if
     ``P`` needs it). Four matmuls in all beside the ``eigh``, against five when
-    ``log Q`` is formed and multiplied. Second derivatives as in
-    :class:`SymmetricLog`.
+    ``log Q`` is formed and multiplied. Returns ``(value, w, U, P U)``, the
+    last three non-differentiable (as in :class:`SymmetricLog`). Second
+    derivatives as in :class:`SymmetricLog`.
     """
 
-    @staticmethod
-    def forward(ctx, P: torch.Tensor, Q: torch.Tensor, fn: str):  # type: ignore[override]
-        w, U = torch.linalg.eigh(symmetrize(Q))
-        _warn_if_not_psd(fn, w)
-        w = torch.maximum(w, eigenvalue_floor(w))
-        PU = symmetrize(P) @ U
-        ctx.save_for_backward(P, Q, w, U, PU)
-        return (torch.log(w) * (U * PU).sum(-2)).sum(-1)
+    generate_vmap_rule = True
 
     @staticmethod
-    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+    def forward(P: torch.Tensor, Q: torch.Tensor):  # type: ignore[override]
+        w, U = torch.linalg.eigh(symmetrize(Q))
+        floored = torch.maximum(w, eigenvalue_floor(w))
+        PU = symmetrize(P) @ U
+        return (torch.log(floored) * (U * PU).sum(-2)).sum(-1), w, U, PU
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        P, Q = inputs
+        _, w, U, PU = output
+        ctx.mark_non_differentiable(w, U, PU)
+        ctx.save_for_backward(P, Q, w, U, PU)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor, _gw, _gU, _gPU):  # type: ignore[override]
         P, Q, w, U, PU = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiable in P and Q
             w, U = torch.linalg.eigh(symmetrize(Q))
-            w = torch.maximum(w, eigenvalue_floor(w))
             PU = symmetrize(P) @ U
+        w = torch.maximum(w, eigenvalue_floor(w))
         g = g[..., None, None]
         grad_P = grad_Q = None
         if ctx.needs_input_grad[0]:
@@ -221,7 +257,15 @@ class TraceProductLog(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             W = U.mT @ PU
             grad_Q = g * (U @ (log_divided_difference(w) * W) @ U.mT)
-        return grad_P, grad_Q, None
+        return grad_P, grad_Q
+
+
+def trace_product_log(fn: str, P: torch.Tensor, Q: torch.Tensor, check: bool = True) -> torch.Tensor:
+    """:class:`TraceProductLog` with the PSD warning on ``Q`` (one host read) when ``check``."""
+    value, w, _, _ = TraceProductLog.apply(P, Q)
+    if host_reads_allowed(check):
+        _warn_if_not_psd(fn, w)
+    return value
 
 
 def spectral_radius_estimate(X: torch.Tensor, iterations: int = 64) -> torch.Tensor:

@@ -78,7 +78,7 @@ def _eigvalsh(A: torch.Tensor) -> torch.Tensor:
 
 def _log(fn: str, A: torch.Tensor, method: str, order: int, check_radius: bool) -> torch.Tensor:
     if method == "eigh":
-        return _spectral.SymmetricLog.apply(A, fn)
+        return _spectral.symmetric_log(fn, A, check_radius)
     if check_radius:
         eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
         _spectral.warn_if_outside_radius(fn, A - eye)
@@ -89,7 +89,7 @@ def _trace_of_log_product(fn, P, Q, method, order, check_radius) -> torch.Tensor
     """``tr(P log Q)``; with ``method="eigh"`` without forming ``log Q``."""
     if method == "eigh":
         P, Q = torch.broadcast_tensors(P, Q)
-        return _spectral.TraceProductLog.apply(P, Q, fn)
+        return _spectral.trace_product_log(fn, P, Q, check_radius)
     return _trace_of_product(P, _log(fn, Q, method, order, check_radius))
 
 
@@ -145,6 +145,8 @@ def matrix_log(A: torch.Tensor, *, method: str = "eigh", order: int = 4, check_r
         method: ``"eigh"`` or ``"taylor"``.
         order: number of terms of the Taylor series (``method="taylor"`` only).
         check_radius: warn when the Taylor series is used outside its radius.
+            ``False`` also skips the PSD warning of ``"eigh"``: then no value
+            is read on the host (no GPU synchronization).
 
     Returns:
         ``(*, n, n)`` tensor, in the dtype of ``A``.
@@ -554,7 +556,12 @@ def sylvester_logdet(X: torch.Tensor, Y: torch.Tensor | None = None, *, scale: f
 
 
 @_spectral.spectral
-def _sylvester_logdet(X, Y, scale):
+def _sylvester_logdet(X, Y, scale, host_checks=True):
+    # host_checks=False (a loss with check_radius=False, or torch.compile
+    # tracing): no host read. A failed Cholesky factorization (non-finite or
+    # overflowing input) gives NaN instead of the LU fallback, and a
+    # non-positive determinant NaN without the warning.
+    host_checks = _spectral.host_reads_allowed(host_checks)
     n, k = X.shape[-2], X.shape[-1]
     symmetric = Y is None
     Y = X if Y is None else Y
@@ -562,21 +569,27 @@ def _sylvester_logdet(X, Y, scale):
         M = scale * (X @ Y.mT)
     else:
         M = scale * (Y.mT @ X)
-    return _logdet_identity_plus(M, symmetric and scale >= 0)
+    return _logdet_identity_plus(M, symmetric and scale >= 0, host_checks)
 
 
-def _logdet_identity_plus(M: torch.Tensor, positive_semidefinite: bool) -> torch.Tensor:
+def _logdet_identity_plus(M: torch.Tensor, positive_semidefinite: bool, host_checks: bool = True) -> torch.Tensor:
     """``log det(I + M)``: Cholesky when ``M`` is known to be PSD (LU if that
     fails), else LU with NaN and a warning where the determinant is not
     positive. Shared by :func:`sylvester_logdet` and the losses that form
-    ``M`` from all-reduced moments."""
+    ``M`` from all-reduced moments. ``host_checks=False``: no host read (see
+    :func:`_sylvester_logdet`)."""
+    host_checks = _spectral.host_reads_allowed(host_checks)
     M = M + torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
     if positive_semidefinite:
         L, info = torch.linalg.cholesky_ex(M)
+        if not host_checks:
+            ok = info == 0
+            diag = torch.where(ok.unsqueeze(-1), L.diagonal(dim1=-2, dim2=-1), torch.ones_like(M[..., 0]))
+            return torch.where(ok, 2.0 * torch.log(diag).sum(-1), torch.full_like(diag[..., 0], float("nan")))
         if not bool((info != 0).any()):
             return 2.0 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)
     sign, logabs = torch.linalg.slogdet(M)
-    if bool((sign <= 0).any()):
+    if host_checks and bool((sign <= 0).any()):
         warn(
             "sylvester_logdet: the determinant of I + c X Y^T is not positive, so its "
             "log-determinant is not real; returning NaN for those matrices.",

@@ -39,7 +39,7 @@ import torch
 
 from .. import _distributed, _spectral
 from .._checks import MatrixInfoValueError, check_embeddings, check_flag, check_not_meta, check_number, shape_str, warn
-from .._spectral import compute_dtype, full_precision
+from .._spectral import compute_dtype, full_precision, host_reads_allowed
 
 __all__ = [
     "CorInfoMaxState",
@@ -571,9 +571,13 @@ def _logdet_spd(fn: str, A: torch.Tensor) -> torch.Tensor:
     """``log det A`` of a symmetric positive definite ``A`` by Cholesky.
 
     If the Cholesky factorization fails (``A`` numerically indefinite; one
-    host read of its status), falls back to eigenvalues floored at
+    host read of its status, skipped while ``torch.compile`` traces, where a
+    failure gives NaN), falls back to eigenvalues floored at
     ``d * eps * lambda_max`` and warns."""
     L, info = torch.linalg.cholesky_ex(A)
+    if not host_reads_allowed():  # torch.compile traces: no host read; NaN if the factorization failed
+        ok = info == 0
+        return torch.where(ok, 2.0 * torch.log(torch.where(ok, L.diagonal(), 1.0)).sum(), float("nan"))
     if bool(info.ne(0).any()):
         warn(
             f"{fn}: the regularized covariance is not numerically positive definite; "

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .. import _spectral
 from .._checks import (
+    MatrixInfoSecondDerivativeError,
     MatrixInfoValueError,
     check_choice,
     check_flag,
@@ -73,22 +74,87 @@ def _phi_divided_difference(w: torch.Tensor) -> torch.Tensor:
 class _Phi(torch.autograd.Function):
     """``phi(G) = log(I + G) G^{-1}`` for symmetric PSD ``G``, with a
     Daleckii-Krein backward ``U (DD_phi o (U^T sym(grad) U)) U^T``: finite at
-    repeated eigenvalues, where autograd through eigh is NaN."""
+    repeated eigenvalues, where autograd through eigh is NaN.
+
+    ``G`` has rank at most ``d`` and usually more rows, so it has repeated
+    zero eigenvalues: second derivatives through ``eigh`` would be NaN there,
+    and those of the Daleckii-Krein formula need second divided differences.
+    The backward is therefore :class:`_PhiBackward`, whose own backward raises
+    :class:`~matrixinfo.MatrixInfoSecondDerivativeError` (before, the saved
+    ``w, U`` were used as constants and the Hessian was silently wrong)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, G: torch.Tensor):  # type: ignore[override]
+    def forward(G: torch.Tensor):  # type: ignore[override]
         w, U = torch.linalg.eigh(_spectral.symmetrize(G))
         # G is PSD up to rounding. phi is analytic on (-1, inf): rounding noise
         # below 0 is kept, so that the function stays smooth at 0.
         w = w.clamp_min(-0.5)
-        ctx.save_for_backward(w, U)
-        return (U * _phi(w).unsqueeze(-2)) @ U.mT
+        return (U * _phi(w).unsqueeze(-2)) @ U.mT, w, U
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        w, U = ctx.saved_tensors
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        (G,) = inputs
+        _, w, U = output
+        ctx.mark_non_differentiable(w, U)
+        ctx.save_for_backward(G, w, U)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _gw, _gU):  # type: ignore[override]
+        G, w, U = ctx.saved_tensors
+        return _PhiBackward.apply(grad, G, w, U)
+
+
+class _PhiBackward(torch.autograd.Function):
+    """The first derivative of :class:`_Phi`; differentiating it raises."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(grad, G, w, U):  # type: ignore[override]
         inner = U.mT @ _spectral.symmetrize(grad) @ U
         return U @ (_phi_divided_difference(w) * inner) @ U.mT
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        pass
+
+    @staticmethod
+    def backward(ctx, *_):  # type: ignore[override]
+        raise MatrixInfoSecondDerivativeError(
+            "matrix_llm_loss: second derivatives are not supported on the method='topk' path; "
+            "use method='exact' (its eigh matrix logarithm is twice differentiable)."
+        )
+
+
+class _PackedOuter(torch.autograd.Function):
+    """Rows ``y_a y_b`` for ``a <= b`` of each row ``y`` of ``Y`` (``(n, m(m+1)/2)``).
+
+    Autograd through ``Y[:, rows] * Y[:, cols]`` scatters the gradient back
+    with an index-put, the slowest step of the top-k path. Here the gradient
+    is ``S y`` per row, with ``S`` the symmetric ``m x m`` matrix of the
+    incoming gradient (off-diagonal entries shared, the diagonal doubled):
+    a gather and a batched matrix-vector product, differentiable operations
+    on ``Y`` and the incoming gradient (second derivatives are exact)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(Y, rows, cols, position):  # type: ignore[override]
+        return Y[:, rows] * Y[:, cols]
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        Y, rows, cols, position = ctx.saved_tensors
+        n, m = Y.shape
+        S = grad[:, position.reshape(-1)].reshape(n, m, m)
+        S = S + torch.diag_embed(S.diagonal(dim1=-2, dim2=-1))  # d(y_a^2)/dy_a = 2 y_a
+        return (S @ Y.unsqueeze(-1)).squeeze(-1), None, None, None
 
 
 # --------------------------------------------------------------------------- #
@@ -123,9 +189,10 @@ def _check(fn, logits, target, embedding, method, top_k, mce_weight, eps, ignore
                 f"{fn}: expected target to be class indices of shape {shape_str(batch)} (integer) or "
                 f"probabilities of shape {shape_str(logits.shape)}, got {shape_str(target.shape)} {target.dtype}."
             )
-        valid = target[target != ignore_index]
-        if valid.numel() and bool(((valid < 0) | (valid >= n)).any()):
-            bad = int(valid[(valid < 0) | (valid >= n)][0])
+        # One host read (skipped while torch.compile traces, where it would break the graph).
+        bad = (target != ignore_index) & ((target < 0) | (target >= n))
+        if _spectral.host_reads_allowed() and bool(bad.any()):
+            bad = int(target[bad][0])
             raise MatrixInfoValueError(
                 f"{fn}: expected target indices in [0, {n}) or ignore_index={ignore_index}, got {bad}."
             )
@@ -148,29 +215,6 @@ def _target_support(target: torch.Tensor, soft: bool, top_k: int):
     return idx, weights, rest
 
 
-class _PackedOuter(torch.autograd.Function):
-    """Rows ``y_a y_b`` for ``a <= b`` of each row ``y`` of ``Y`` (``(n, m(m+1)/2)``).
-
-    Autograd through ``Y[:, rows] * Y[:, cols]`` scatters the gradient back
-    with an index-put, the slowest step of the top-k path. Here the gradient
-    is ``S y`` per row, with ``S`` the symmetric ``m x m`` matrix of the
-    incoming gradient (off-diagonal entries shared, the diagonal doubled):
-    a gather and a batched matrix-vector product."""
-
-    @staticmethod
-    def forward(ctx, Y, rows, cols, position):  # type: ignore[override]
-        ctx.save_for_backward(Y, rows, cols, position)
-        return Y[:, rows] * Y[:, cols]
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        Y, rows, cols, position = ctx.saved_tensors
-        n, m = Y.shape
-        S = grad[:, position.reshape(-1)].reshape(n, m, m)
-        S = S + torch.diag_embed(S.diagonal(dim1=-2, dim2=-1))  # d(y_a^2)/dy_a = 2 y_a
-        return (S @ Y.unsqueeze(-1)).squeeze(-1), None, None, None
-
-
 def _residual_basis(E: torch.Tensor, weights: torch.Tensor, rank: int) -> torch.Tensor:
     """Orthonormal ``(d, rank)`` basis of the top eigenvectors of the
     probability-weighted embedding second moment ``E^T diag(weights) E`` over
@@ -187,7 +231,7 @@ def _residual_basis(E: torch.Tensor, weights: torch.Tensor, rank: int) -> torch.
         return U[:, -rank:]
 
 
-def _mce_topk(q, E, idx_t, w_t, rest_t, top_k, rank, eps):
+def _mce_topk(q, E, idx_t, w_t, rest_t, top_k, rank, eps, token_weight=None):
     r"""``-tr(P log Qt) + tr(Qt)`` per token, with ``Qt`` the top-k tokens
     plus the rest of ``Q`` compressed onto a shared rank-``rank`` subspace and
     an isotropic remainder; see :func:`matrix_llm_loss`."""
@@ -213,7 +257,9 @@ def _mce_topk(q, E, idx_t, w_t, rest_t, top_k, rank, eps):
     h_blocks = [sq.unsqueeze(-1) * (E_kept @ E_t.mT)]  # (N, s, t)
     m = min(rank, d - 1) if k < n else 0
     if m > 0:
-        U = _residual_basis(E, q_rest.mean(0), m)  # (d, m)
+        # Tokens of weight 0 (ignore_index) do not shape the basis.
+        mean_rest = q_rest.mean(0) if token_weight is None else (token_weight[:, None] * q_rest).mean(0)
+        U = _residual_basis(E, mean_rest, m)  # (d, m)
         Y = E @ U  # (n, m)
         # C = U^T Q_rest U = Y^T diag(q_rest) Y per token, from the m(m+1)/2
         # distinct products y_a y_b: one (N, n) @ (n, m(m+1)/2) matmul.
@@ -237,7 +283,7 @@ def _mce_topk(q, E, idx_t, w_t, rest_t, top_k, rank, eps):
         alpha = r / d + eps
     G = torch.cat([torch.cat(row, dim=-1) for row in G_blocks], dim=-2) / alpha[:, None, None]
     h = torch.cat(h_blocks, dim=-2) / alpha.sqrt()[:, None, None]
-    phiG = _Phi.apply(G)
+    phiG = _Phi.apply(G)[0]
     # e_t^T log(Qt) e_t = log(alpha) |e_t|^2 + h^T phi(G) h.
     quad = (h * (phiG @ h)).sum(-2)  # (N, t)
     log_alpha = torch.log(alpha)
@@ -259,7 +305,7 @@ def _mce_exact(q, E, target, soft, eps):
     else:
         e = E[target]
         P = e.unsqueeze(-1) * e.unsqueeze(-2)
-    return matrix_cross_entropy(P, Q)
+    return matrix_cross_entropy(P, Q, check_radius=False)  # Q is PSD by construction: no PSD check, no host read
 
 
 def matrix_llm_loss(
@@ -422,7 +468,9 @@ def matrix_llm_loss(
             target = target.to(work)
         else:
             keep = target != ignore_index
-            logits, target = logits[keep], target[keep]
+            # Ignored tokens are computed with a stand-in class and masked out
+            # below: no boolean indexing, whose output shape would need a host read.
+            target = torch.where(keep, target, torch.zeros_like(target))
         if logits.shape[0] == 0:
             return embedding.to(work).sum() * 0 + logits.sum() * 0
         logq = torch.log_softmax(logits, dim=-1)
@@ -434,6 +482,8 @@ def matrix_llm_loss(
                 mce = _mce_exact(q, E, target, soft, eps)
             else:
                 idx_t, w_t, rest_t = _target_support(target, soft, top_k)
-                mce = _mce_topk(q, E, idx_t, w_t.to(work), rest_t, top_k, rank, eps)
+                mce = _mce_topk(q, E, idx_t, w_t.to(work), rest_t, top_k, rank, eps, None if soft else keep.to(work))
             value = value + mce_weight * mce
-        return _spectral.nan_where(bad, value.mean())
+        if soft:
+            return _spectral.nan_where(bad, value.mean())
+        return _spectral.nan_where(bad, torch.where(keep, value, torch.zeros_like(value)).sum() / keep.sum().clamp_min(1))

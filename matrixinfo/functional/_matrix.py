@@ -17,7 +17,10 @@ or a trace of a product with one. Two methods compute it:
     and ``d x d`` sides (the nonzero spectra agree). The series converges iff
     the spectral radius of :math:`X` is below 1; outside, a
     :class:`RuntimeWarning` is raised (one host read per call; pass
-    ``check_radius=False`` to skip it).
+    ``check_radius=False`` to skip it). With ``check_radius=False`` no loss
+    here reads a value on the host, whatever the method: the exact paths'
+    checks are skipped too (a failed Cholesky factorization, which only
+    non-finite input causes, then gives NaN instead of the LU fallback).
 
 ``method="exact"``
     Log-determinants by Sylvester's identity on the smaller side
@@ -50,7 +53,7 @@ from .._checks import (
     check_number,
 )
 from .. import _distributed
-from ..core import _logdet_identity_plus, _trace_of_product, matrix_kl_divergence, sylvester_logdet
+from ..core import _logdet_identity_plus, _matrix_kl_divergence, _sylvester_logdet, _trace_of_product
 
 __all__ = [
     "emp_ssl_loss",
@@ -146,22 +149,42 @@ class _TracePolynomial(torch.autograd.Function):
     higher powers are inner products of lower ones). The backward splits the
     derivative polynomial as ``A + B M^h`` with ``A`` and ``B`` combinations of
     the saved powers: one matmul, whatever the order. For order 4 that is two
-    matmuls in all, where autograd through the powers needs three."""
+    matmuls in all, where autograd through the powers needs three.
+
+    The powers ``M^2..M^h`` are returned as non-differentiable outputs (the
+    ``setup_context`` form that ``torch.func`` needs). They carry no graph, so
+    a backward run with ``create_graph=True`` (second derivatives) recomputes
+    them from ``M`` with autograd; the backward is then made of differentiable
+    operations on ``M`` and the upstream gradient, and second derivatives are
+    exact. (Before, the saved powers were used as constants there, and
+    Hessian-vector products were silently off by a few percent to 44%.)"""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, M: torch.Tensor, coeffs: tuple):  # type: ignore[override]
+    def forward(M: torch.Tensor, coeffs: tuple):  # type: ignore[override]
         powers = _powers(M, len(coeffs))
         total = sum(c * t for c, t in zip(coeffs, _traces(powers, len(coeffs))))
-        ctx.save_for_backward(*powers)
-        ctx.coeffs = coeffs
-        return total
+        return (total, *powers[1:])
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        powers = ctx.saved_tensors  # M^1 .. M^h
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        M, coeffs = inputs
+        higher = output[1:]
+        ctx.mark_non_differentiable(*higher)
+        ctx.save_for_backward(M, *higher)
+        ctx.coeffs = coeffs
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, *_):  # type: ignore[override]
+        saved = ctx.saved_tensors
         coeffs = ctx.coeffs
+        M = saved[0]
+        if torch.is_grad_enabled():  # create_graph=True: powers with a graph to M
+            powers = _powers(M, len(coeffs))
+        else:
+            powers = [M, *saved[1:]]  # M^1 .. M^h
         order, half = len(coeffs), len(powers)
-        M = powers[0]
         eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
         power = lambda k: eye if k == 0 else powers[k - 1]  # noqa: E731
         D = sum(j * coeffs[j - 1] * power(j - 1) for j in range(1, min(order, half + 1) + 1))
@@ -174,7 +197,7 @@ class _TracePolynomial(torch.autograd.Function):
 def _trace_log_taylor(M_small: torch.Tensor, dim: int, shift: float, order: int) -> torch.Tensor:
     """``tr log_T(M + shift I_dim)``, the order-``order`` Mercator series around I."""
     alpha = _taylor_coefficients(order, shift)
-    return alpha[0] * dim + _TracePolynomial.apply(M_small, tuple(alpha[1:]))
+    return alpha[0] * dim + _TracePolynomial.apply(M_small, tuple(alpha[1:]))[0]
 
 
 class _Gram:
@@ -240,13 +263,21 @@ class _Gram:
 class _SymmetricGram(torch.autograd.Function):
     """``z z^T`` (``gram_side``) or ``z^T z`` with the backward ``(G + G^T) z``
     (or ``z (G + G^T)``): one matmul, where autograd through ``z @ z.mT`` does
-    two because it does not know both factors are the same tensor."""
+    two because it does not know both factors are the same tensor. The
+    backward is made of differentiable operations on ``z``: second
+    derivatives are exact."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, gram_side: bool):  # type: ignore[override]
+    def forward(z: torch.Tensor, gram_side: bool):  # type: ignore[override]
+        return z @ z.mT if gram_side else z.mT @ z
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        z, gram_side = inputs
         ctx.save_for_backward(z)
         ctx.gram_side = gram_side
-        return z @ z.mT if gram_side else z.mT @ z
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
@@ -361,16 +392,16 @@ def _uniformity_value(fn, g: _Gram, *, lam, mu, order, method, formulation, chec
     if method == "taylor":
         # rho(C_pz + (mu - 1) I) <= sqrt(tr C_pp tr C_zz) + |mu - 1| (Cauchy-Schwarz):
         # the power iteration runs only when this cheap bound does not settle it.
-        bound = float(torch.sqrt(g.traces[0].detach() * g.traces[1].detach())) + abs(mu - 1.0)
-        if check_radius and bound >= 1.0:
+        # No host read unless check_radius: the bound itself is read on the host.
+        if check_radius and float(torch.sqrt(g.traces[0].detach() * g.traces[1].detach())) + abs(mu - 1.0) >= 1.0:
             _warn_radius(fn, g.cross.detach(), mu, d, "C(target, online) + mu I - I")
         trace_log = _trace_log_taylor(g.cross, d, mu, order)
     else:
         # tr log(C + mu I) = d log mu + log det(I + C / mu), C = pc^T zc / n.
         if g.batch is not None:
-            trace_log = d * math.log(mu) + _logdet_identity_plus(g.cross / mu, False)
+            trace_log = d * math.log(mu) + _logdet_identity_plus(g.cross / mu, False, check_radius)
         else:
-            trace_log = d * math.log(mu) + sylvester_logdet(g.p.mT, g.z.mT, scale=1.0 / (mu * g.divisor))
+            trace_log = d * math.log(mu) + _sylvester_logdet(g.p.mT, g.z.mT, 1.0 / (mu * g.divisor), check_radius)
     value = -weight * trace_log
     if formulation == "paper":
         # + tr(Q) = tr(C) + d mu, the term of MCE that the authors' code drops.
@@ -383,8 +414,7 @@ def _alignment_value(fn, g: _Gram, *, mu, order, method, formulation, check_radi
     d = zc.shape[1]
     if method == "taylor":
         # C_zz is PSD: rho(C_zz + (mu - 1) I) <= max(|mu - 1|, tr C_zz + mu - 1).
-        bound = max(abs(mu - 1.0), float(g.traces[1].detach()) + mu - 1.0)
-        if check_radius and bound >= 1.0:
+        if check_radius and max(abs(mu - 1.0), float(g.traces[1].detach()) + mu - 1.0) >= 1.0:
             _warn_radius(fn, g.auto.detach(), mu, d, "C(online, online) + mu I - I")
         cross = _weighted_trace_log_taylor(g, mu, order)
         if formulation == "official":
@@ -399,10 +429,10 @@ def _alignment_value(fn, g: _Gram, *, mu, order, method, formulation, check_radi
         P = pc.mT @ pc / divisor + mu * eye
         Q = zc.mT @ zc / divisor + mu * eye
     if formulation == "paper":
-        return matrix_kl_divergence(P, Q)
+        return _matrix_kl_divergence(fn, P, Q, "eigh", order, check_radius)
     # tr(P log Q) without forming log Q: eigh plus four matmuls, forward and backward.
     bad, (P, Q) = _spectral.non_finite_guard(P, Q)  # NaN out without a LAPACK error
-    return _spectral.nan_where(bad, -_spectral.TraceProductLog.apply(P, Q, fn))
+    return _spectral.nan_where(bad, -_spectral.trace_product_log(fn, P, Q, check_radius))
 
 
 def _gram(p, z, formulation, batch) -> _Gram:
@@ -640,9 +670,9 @@ def _trace_log_autocov(fn, batch, z, shift, scale, method, order, check_radius):
     if batch.moments:
         M = scale * batch.reduce(_SymmetricGram.apply(z, False))[0]
         if method == "exact":
-            return d * math.log(shift) + _logdet_identity_plus(M / shift, True)
+            return d * math.log(shift) + _logdet_identity_plus(M / shift, True, check_radius)
     elif method == "exact":
-        return d * math.log(shift) + sylvester_logdet(z.mT, scale=scale / shift)
+        return d * math.log(shift) + _sylvester_logdet(z.mT, None, scale / shift, check_radius)
     else:
         M = _smaller_side(z, z, 1.0 / scale)
     if check_radius:
@@ -971,7 +1001,7 @@ def mec_loss(
         if batch.moments:  # d <= B: lam P^T Z summed over all processes
             M = lam * batch.reduce(p.mT @ z)[0]
         if method == "exact":
-            trace_log = _logdet_identity_plus(M, False) if batch.moments else sylvester_logdet(z, p, scale=lam)
+            trace_log = _logdet_identity_plus(M, False, check_radius) if batch.moments else _sylvester_logdet(z, p, lam, check_radius)
         else:
             if not batch.moments:
                 M = lam * _smaller_side(p, z, 1.0)
