@@ -41,15 +41,26 @@ from ._effective_rank import (
     intra_class_effective_rank,
     rankme,
 )
+from ._hypersphere import alignment, uniformity
+from ._monitor import EmbeddingMonitor, lightning_callback
 from ._plot import plot_spectrum
+from ._spectral_metrics import alpha_req, lidar, nesum, stable_rank
 from ._streaming import CovarianceAccumulator
 
 __all__ = [
     "CovarianceAccumulator",
+    "EmbeddingMonitor",
+    "alignment",
+    "alpha_req",
     "covariance_effective_rank",
     "embedding_matrix_entropy",
     "inter_class_effective_rank",
     "intra_class_effective_rank",
+    "lidar",
+    "lightning_callback",
+    "nesum",
     "plot_spectrum",
     "rankme",
+    "stable_rank",
+    "uniformity",
 ]

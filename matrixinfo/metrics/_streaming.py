@@ -19,6 +19,7 @@ from ._common import (
     _normalized_matrix_entropy,
     _second_moment,
 )
+from ._spectral_metrics import _ALPHA_FIT_RANGE, _alpha_from_spectrum
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -291,6 +292,43 @@ class CovarianceAccumulator:
         """
         self._require_samples("CovarianceAccumulator.matrix_entropy")
         return _normalized_matrix_entropy(_second_moment(self._count, self._mean, self._m2, center))
+
+    def nesum(self) -> float:
+        r"""NESum of the streamed covariance, :math:`\operatorname{tr}C / \lambda_{\max}(C)`; see :func:`nesum`.
+
+        Exact (one ``d x d`` eigenvalue problem), where :func:`nesum` of a
+        whole ``Z`` estimates :math:`\lambda_{\max}` without forming ``C``.
+        Equals :meth:`stable_rank` (centered). Constant samples give 0.
+
+        Raises:
+            MatrixInfoValueError: no samples yet.
+        """
+        self._require_samples("CovarianceAccumulator.nesum")
+        return self.stable_rank()
+
+    def stable_rank(self, *, center: bool = True) -> float:
+        r"""Stable rank :math:`\operatorname{tr}C / \lambda_{\max}(C)`; see :func:`stable_rank`.
+
+        Args:
+            center: see :meth:`covariance`.
+
+        Raises:
+            MatrixInfoValueError: no samples yet.
+        """
+        self._require_samples("CovarianceAccumulator.stable_rank")
+        c = _second_moment(self._count, self._mean, self._m2, center)
+        top = float(torch.linalg.eigvalsh(c)[-1])
+        return float(c.diagonal().sum()) / top if top > 0 else 0.0
+
+    def alpha_req(self, *, fit_range: tuple[int, int] = _ALPHA_FIT_RANGE) -> float:
+        """alpha-ReQ power-law exponent of the streamed covariance spectrum; see :func:`alpha_req`.
+
+        Raises:
+            MatrixInfoValueError: no samples yet; ``d`` or the rank below the fit range.
+        """
+        fn = "CovarianceAccumulator.alpha_req"
+        self._require_samples(fn)
+        return _alpha_from_spectrum(fn, self.spectrum(), fit_range)
 
 
 def _accumulate(fn: str, Z) -> CovarianceAccumulator:
