@@ -181,7 +181,8 @@ def test_lidar_deviation_from_reptrix_convention():
 
 
 def test_lidar_errors():
-    with pytest.raises(MatrixInfoValueError, match=r"lidar: expected embeddings to have shape \(n, q, d\).*got \(4, 1, 3\)"):
+    shape_msg = r"lidar: expected embeddings to have shape \(n, q, d\).*got \(4, 1, 3\)"
+    with pytest.raises(MatrixInfoValueError, match=shape_msg):
         lidar(torch.zeros(4, 1, 3))
     with pytest.raises(MatrixInfoValueError, match="lidar: expected delta > 0"):
         lidar(torch.zeros(4, 2, 3), delta=0.0)
@@ -216,10 +217,13 @@ def test_alpha_req_matches_reptrix_transcription():
 
 
 def test_alpha_req_range_beyond_d_or_rank_is_an_error():
-    with pytest.raises(MatrixInfoValueError, match=r"alpha_req: expected at least 100 eigenvalues for fit_range=\(11, 100\), got d = 64"):
+    beyond_d = r"alpha_req: expected at least 100 eigenvalues for fit_range=\(11, 100\), got d = 64"
+    with pytest.raises(MatrixInfoValueError, match=beyond_d):
         alpha_req(torch.randn(500, 64))
-    with pytest.raises(MatrixInfoValueError, match="alpha_req: expected positive covariance eigenvalues at indices 2..20, got 10"):
-        alpha_req(torch.randn(500, 10, dtype=torch.float64) @ torch.randn(10, 40, dtype=torch.float64), fit_range=(2, 20))
+    low_rank = torch.randn(500, 10, dtype=torch.float64) @ torch.randn(10, 40, dtype=torch.float64)
+    rank_msg = "alpha_req: expected positive covariance eigenvalues at indices 2..20, got 10"
+    with pytest.raises(MatrixInfoValueError, match=rank_msg):
+        alpha_req(low_rank, fit_range=(2, 20))
     with pytest.raises(MatrixInfoValueError, match="alpha_req: expected fit_range to be a pair"):
         alpha_req(torch.randn(50, 4), fit_range=3)
     with pytest.raises(MatrixInfoValueError, match=r"alpha_req: expected fit_range\[1\] to be an integer >= 3"):
@@ -305,7 +309,8 @@ def test_alignment_and_uniformity_closed_forms():
 
 
 def test_alignment_uniformity_errors():
-    with pytest.raises(MatrixInfoValueError, match=r"alignment: expected z1 and z2 to have the same shape, got \(3, 2\) and \(4, 2\)"):
+    shapes = r"alignment: expected z1 and z2 to have the same shape, got \(3, 2\) and \(4, 2\)"
+    with pytest.raises(MatrixInfoValueError, match=shapes):
         alignment(torch.zeros(3, 2), torch.zeros(4, 2))
     with pytest.raises(MatrixInfoValueError, match=r"uniformity: expected z to have shape \(N, d\) with N >= 2"):
         uniformity(torch.zeros(1, 2))
@@ -410,3 +415,24 @@ def test_lightning_callback_logs_each_epoch():
     logged = trainer.callback_metrics
     assert {"m/effective_rank", "m/nesum", "m/alignment", "m/uniformity", "m/samples"} <= set(logged)
     assert float(logged["m/samples"]) == 128.0  # one epoch, both views: the monitor was reset in between
+
+
+def _load_example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "monitor_lightning.py"
+    spec = importlib.util.spec_from_file_location("monitor_lightning", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_monitor_example_runs(plain):
+    if not plain:
+        pytest.importorskip("lightning.pytorch")
+    tiny = ["--epochs", "2", "--samples", "256", "--dim", "8", "--batch", "64"]
+    logs = _load_example().main(tiny + (["--plain"] if plain else []))
+    assert {"effective_rank", "nesum", "alignment", "uniformity"} <= set(logs)
+    assert logs["samples"] == 512.0 and 1.0 <= logs["effective_rank"] <= 8.0
