@@ -20,10 +20,10 @@ _ALPHA_FIT_RANGE = (11, 100)
 # Block Krylov for the top covariance eigenvalue: block size and number of
 # products with the covariance (each product reads Z twice).
 _KRYLOV_BLOCK = 16
-_KRYLOV_POWERS = 8
+_KRYLOV_STEPS = 4
 _KRYLOV_SEED = 0
 # Row blocks of the skinny GEMMs: small enough to stay in cache between the two products.
-_SKINNY_BYTES = 1 << 22
+_SKINNY_BYTES = 1 << 20
 
 
 # ----------------------------------------------------------------------------- LiDAR
@@ -236,17 +236,17 @@ def _row_blocks(x: torch.Tensor):
     return torch.split(x, rows)
 
 
-def _trace_and_top(fn: str, Z, center: bool) -> tuple[float, float]:
+def _trace_and_top(fn: str, Z, center: bool, steps: int) -> tuple[float, float]:
     r"""``tr C`` and ``lambda_max(C)`` for :math:`C = \frac1N Y^\top Y`, ``Y = Z - 1 mu^T`` (or ``Z``).
 
     Never forms :math:`Y^\top Y`. The largest eigenvalue comes from block
-    Krylov: the seeded start block and its ``_KRYLOV_POWERS`` products with
+    Krylov: the seeded start block and its ``steps`` products with
     :math:`Y^\top Y` (each one pass over ``Z``, two skinny GEMMs per block of
     rows, centered block by block), orthonormalized and projected
     (Rayleigh-Ritz). The largest Ritz value is a lower bound of the top
     eigenvalue, exact when the space is all of ``R^d`` or invariant."""
+    steps = check_int(fn, "steps", steps, 1)
     x = _as_samples(fn, "Z", Z)
-    _check_finite(fn, "Z", x)
     n, d = x.shape
     with torch.no_grad(), _spectral.full_precision(x.device.type):
         x = x.to(_spectral.compute_dtype(x.dtype))
@@ -254,35 +254,56 @@ def _trace_and_top(fn: str, Z, center: bool) -> tuple[float, float]:
         mean = torch.zeros(d, **f64)
         if center:
             for block in _row_blocks(x):
-                mean += block.to(torch.float64).sum(0)
+                mean += block.sum(0, dtype=torch.float64)
             mean /= n
-        trace = 0.0
-        for block in _row_blocks(x):
-            trace += float((block.to(torch.float64) - mean).square().sum())
-        trace /= n
-        if not trace > 0:
-            return 0.0, 0.0
+            if not bool(torch.isfinite(mean).all()):
+                _check_finite(fn, "Z", x)
         shift = mean.to(x.dtype)
+        blocks = _row_blocks(x)
+        rows = blocks[0].shape[0]
+        buffer = torch.empty(rows, d, dtype=x.dtype, device=x.device)  # reused: no allocation per block
+        sum_squares = []
 
-        def gram_times(v: torch.Tensor) -> torch.Tensor:  # Y^T Y v
+        def gram_times(v: torch.Tensor) -> torch.Tensor:  # Y^T Y v, one pass over x
             v = v.to(x.dtype)
             out = torch.zeros(d, v.shape[1], **f64)
-            for block in _row_blocks(x):
-                c = block - shift
+            first = not sum_squares
+            for block in blocks:
+                c = torch.sub(block, shift, out=buffer[: block.shape[0]])
                 out += (c.mT @ (c @ v)).to(torch.float64)
+                if first:  # the trace, from the first pass's centered blocks
+                    sum_squares.append(torch.linalg.vector_norm(c, dtype=torch.float64) ** 2)
             return out
-
         gen = torch.Generator(device="cpu").manual_seed(_KRYLOV_SEED)
         start = torch.randn(d, min(_KRYLOV_BLOCK, d), generator=gen, dtype=torch.float64).to(x.device)
-        basis = [torch.linalg.qr(start).Q]
-        for _ in range(min(_KRYLOV_POWERS, math.ceil(d / start.shape[1]) - 1)):
-            basis.append(torch.linalg.qr(gram_times(basis[-1])).Q)
-        q = torch.linalg.qr(torch.cat(basis, dim=1)).Q
-        projected = q.mT @ gram_times(q) / n
+        # Block Lanczos with full reorthogonalization: basis blocks Q_k orthonormal to all earlier ones,
+        # their images Y^T Y Q_k kept, so the projection needs no extra pass over Z.
+        basis, images = [torch.linalg.qr(start).Q], []
+        for k in range(min(steps, math.ceil(d / start.shape[1]))):
+            images.append(gram_times(basis[-1]))
+            if sum(b.shape[1] for b in basis) >= d or k == steps - 1:
+                break
+            u = torch.cat(basis, dim=1)
+            q = images[-1][:, : min(start.shape[1], d - u.shape[1])]
+            # Orthonormalize against the basis, twice ("twice is enough"), normalizing before each pass:
+            # when the space is (nearly) invariant the residual is rounding noise, and only a normalized
+            # noise block can be made orthogonal to the basis to working precision.
+            q = torch.linalg.qr(q).Q
+            for _ in range(2):
+                q = torch.linalg.qr(q - u @ (u.mT @ q)).Q
+            basis.append(q)
+        trace = float(torch.stack(sum_squares).sum()) / n
+        if not math.isfinite(trace):
+            _check_finite(fn, "Z", x)
+            raise MatrixInfoValueError(f"{fn}: the sum of squares of Z overflowed in {x.dtype}; rescale Z.")
+        if not trace > 0:
+            return 0.0, 0.0
+        u = torch.cat(basis, dim=1)
+        projected = u.mT @ torch.cat(images, dim=1) / n
         return trace, float(torch.linalg.eigvalsh(_spectral.symmetrize(projected))[-1])
 
 
-def nesum(Z) -> float:
+def nesum(Z, *, steps: int = _KRYLOV_STEPS) -> float:
     r"""NESum (He & Ozay, 2022): the sum of the covariance eigenvalues, each normalized by the largest.
 
     .. math:: \operatorname{NESum}(Z) = \sum_{i=1}^{d} \frac{\lambda_i(C)}{\lambda_1(C)}
@@ -293,28 +314,37 @@ def nesum(Z) -> float:
     names are kept because both are in use. It lies in ``[1, min(N - 1, d)]``
     and is ``r`` for ``r`` equal nonzero eigenvalues; constant embeddings give 0.
 
-    Cheap enough for every training step: :math:`\operatorname{tr}C` is a
-    sum of squares and :math:`\lambda_{\max}` comes from a block Krylov
-    method on products with ``Z`` (a block of 16 seeded random vectors and
-    8 products with ``C``, each two skinny GEMMs over ``Z``; ``C`` is never
-    formed). The start is seeded, so the value is deterministic up to
-    rounding. The Krylov estimate of :math:`\lambda_{\max}` is a lower bound
-    (NESum can only come out too large), exact to rounding when ``d <= 144``
-    or when the top eigenvalue is separated from the next; the hard case is
-    a spectrum without a gap at the top: on isotropic Gaussian data the
-    relative error was 2e-4 at ``N = 8000, d = 512`` (tests allow 1e-3) and
-    is recorded at ``N = 10^5, d = 2048`` in ``benchmarks/README.md``.
-    :meth:`CovarianceAccumulator.nesum` computes it exactly from a streamed
+    Cheap enough for every training step: no ``d x d`` matrix is formed or
+    decomposed. :math:`\operatorname{tr}C` is a sum of squares, and
+    :math:`\lambda_{\max}` comes from block Lanczos (a block of 16 seeded
+    random vectors, full reorthogonalization) with ``steps`` products with
+    ``C``, each one pass over ``Z`` (two skinny GEMMs per block of rows,
+    centered block by block), plus one pass for the mean. The start is
+    seeded, so the value is deterministic up to rounding.
+
+    Accuracy: the Krylov estimate of :math:`\lambda_{\max}` is a lower bound,
+    so NESum can only come out too large. It is exact to rounding when
+    ``16 * steps >= d`` or when the top eigenvalue stands apart from the
+    rest (1e-8 relative on a power-law spectrum in float32). The hard case
+    is a spectrum without a gap at the top: on isotropic Gaussian
+    ``N = 20000, d = 2048`` float32 data the relative error was 5e-2 with the
+    default ``steps=4``, 4e-2 with 5 and 3e-4 with 8 (2.6e-3 with 6 at
+    ``N = 8000, d = 512``). Each step costs about 0.04 to 0.08 of one
+    ``Z^T Z`` at ``d = 2048`` (``benchmarks/README.md``): the default meets a
+    per-step budget of 0.2 of one ``Z^T Z``; pass ``steps=8`` or more when the
+    spectrum may be flat and the digits matter, or use
+    :meth:`CovarianceAccumulator.nesum`, which is exact from a streamed
     covariance.
 
     Args:
         Z: ``(N, d)`` embeddings, torch tensor or NumPy array.
+        steps: ``>= 1``, Krylov steps (passes over ``Z``) for :math:`\lambda_{\max}`.
 
     Returns:
         A Python ``float``.
 
     Raises:
-        MatrixInfoValueError: ``Z`` is not ``(N, d)``; NaN or inf in ``Z``.
+        MatrixInfoValueError: ``Z`` is not ``(N, d)``; NaN or inf in ``Z``; ``steps < 1``.
         MatrixInfoTypeError: not a tensor/array, or not floating.
 
     References:
@@ -328,11 +358,11 @@ def nesum(Z) -> float:
         >>> round(nesum(Z), 12)  # covariance diag(2, 1/2): 1 + 1/4
         1.25
     """
-    trace, top = _trace_and_top("nesum", Z, True)
+    trace, top = _trace_and_top("nesum", Z, True, steps)
     return trace / top if top > 0 else 0.0
 
 
-def stable_rank(Z, *, center: bool = True) -> float:
+def stable_rank(Z, *, center: bool = True, steps: int = _KRYLOV_STEPS) -> float:
     r"""Stable (numerical) rank of the embedding matrix, centered as the covariance is.
 
     .. math:: \operatorname{srank}(Z) = \frac{\lVert Y\rVert_F^2}{\lVert Y\rVert_2^2}
@@ -342,11 +372,13 @@ def stable_rank(Z, *, center: bool = True) -> float:
     It lies in ``[1, rank Y]``, is ``r`` for ``r`` equal nonzero singular
     values, and unlike the effective rank it is dominated by the top
     direction. A zero ``Y`` gives 0. Cost and accuracy as in :func:`nesum`
-    (no eigendecomposition of a ``d x d`` matrix).
+    (no eigendecomposition of a ``d x d`` matrix; the estimate can only be
+    too large).
 
     Args:
         Z: ``(N, d)`` embeddings, torch tensor or NumPy array.
         center: subtract the mean of the rows first.
+        steps: ``>= 1``, Krylov steps (passes over ``Z``) for :math:`\sigma_1^2`; see :func:`nesum`.
 
     Returns:
         A Python ``float``.
@@ -366,5 +398,5 @@ def stable_rank(Z, *, center: bool = True) -> float:
         >>> round(stable_rank(Z, center=False), 12)  # (9 + 1) / 9
         1.111111111111
     """
-    trace, top = _trace_and_top("stable_rank", Z, center)
+    trace, top = _trace_and_top("stable_rank", Z, center, steps)
     return trace / top if top > 0 else 0.0
