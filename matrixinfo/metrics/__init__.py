@@ -1,4 +1,11 @@
-r"""Effective rank and matrix entropy of embeddings, for notebooks and training callbacks.
+r"""Label-free monitoring of embeddings (effective ranks, matrix entropy, LiDAR, alpha-ReQ, NESum, alignment).
+
+Effective rank and matrix entropy of embeddings, and the other label-free
+collapse metrics in use (:func:`lidar`, :func:`alpha_req`, :func:`nesum`,
+:func:`stable_rank`, :func:`alignment`, :func:`uniformity`), for notebooks
+and training loops: :class:`EmbeddingMonitor` accumulates them per batch and
+computes them per epoch across ``torch.distributed`` processes, and
+:func:`lightning_callback` wraps it for PyTorch Lightning (optional).
 
 Monitoring metrics, not losses: nothing here is differentiable (inputs are
 detached) and every scalar is returned as a Python ``float``, ready for a

@@ -328,9 +328,9 @@ def nesum(Z, *, steps: int = _KRYLOV_STEPS) -> float:
     rest (1e-8 relative on a power-law spectrum in float32). The hard case
     is a spectrum without a gap at the top: on isotropic Gaussian
     ``N = 20000, d = 2048`` float32 data the relative error was 5e-2 with the
-    default ``steps=4``, 4e-2 with 5 and 3e-4 with 8 (2.6e-3 with 6 at
-    ``N = 8000, d = 512``). Each step costs about 0.04 to 0.08 of one
-    ``Z^T Z`` at ``d = 2048`` (``benchmarks/README.md``): the default meets a
+    default ``steps=4``, 9e-3 with 8 and 3e-3 with 10 (tests: within 1e-3
+    with 10 at ``d = 300, 400``). Each step costs about 0.05 of one
+    ``Z^T Z`` at ``d = 2048`` (``benchmarks/README.md``): the default aims at a
     per-step budget of 0.2 of one ``Z^T Z``; pass ``steps=8`` or more when the
     spectrum may be flat and the digits matter, or use
     :meth:`CovarianceAccumulator.nesum`, which is exact from a streamed
