@@ -397,6 +397,7 @@ def test_monitor_across_two_gloo_processes(tmp_path):
     assert results[0] == results[1]
 
 
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # Lightning 2.6 against torch 2.13, not ours
 def test_lightning_callback_logs_each_epoch():
     pl = pytest.importorskip("lightning.pytorch")
     from matrixinfo.metrics import lightning_callback
@@ -436,6 +437,7 @@ def _load_example():
     return module
 
 
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # Lightning 2.6 against torch 2.13, not ours
 @pytest.mark.parametrize("plain", [True, False])
 def test_monitor_example_runs(plain):
     if not plain:
