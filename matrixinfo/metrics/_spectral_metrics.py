@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 
-from .. import _spectral
+from .. import _distributed, _spectral
 from .._checks import check_int, check_number, check_tensor, MatrixInfoValueError, shape_str
 from ._common import _as_samples, _as_tensor, _check_finite, _moments
 
@@ -115,16 +116,119 @@ def lidar(embeddings, *, delta: float = 1e-4, eps: float = 1e-8) -> float:
         # Between-sample scatter from the means, centered in float64.
         _, _, m2 = _moments(fn, "embeddings", means)
         sb = m2 / (n - 1)
-        sw = _spectral.symmetrize(sw) + delta * torch.eye(d, dtype=torch.float64, device=x.device)
-        chol = torch.linalg.cholesky(sw)
-        half = torch.linalg.solve_triangular(chol, sb, upper=False)  # L^-1 Sb
-        sigma = torch.linalg.solve_triangular(chol, half.mT, upper=False)  # L^-1 Sb L^-T
-        values = torch.linalg.eigvalsh(_spectral.symmetrize(sigma)).clamp_min(0)
-        if not bool(values.sum() > 0):
-            return 0.0
-        p = (values + eps) / (values + eps).sum()
-        p = p[p > 0]
-        return float(torch.exp(-(p * torch.log(p)).sum()))
+        return _lidar_from_scatters(sb, sw, delta, eps)
+
+
+def _lidar_from_scatters(sb: torch.Tensor, sw: torch.Tensor, delta: float, eps: float) -> float:
+    """LiDAR from the float64 scatters ``Sb`` and ``Sw`` (without ``delta``), by a Cholesky factor of ``Sw``."""
+    d = sw.shape[0]
+    sw = _spectral.symmetrize(sw) + delta * torch.eye(d, dtype=torch.float64, device=sw.device)
+    chol = torch.linalg.cholesky(sw)
+    half = torch.linalg.solve_triangular(chol, sb, upper=False)  # L^-1 Sb
+    sigma = torch.linalg.solve_triangular(chol, half.mT, upper=False)  # L^-1 Sb L^-T
+    values = torch.linalg.eigvalsh(_spectral.symmetrize(sigma)).clamp_min(0)
+    if not bool(values.sum() > 0):
+        return 0.0
+    p = (values + eps) / (values + eps).sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * torch.log(p)).sum()))
+
+
+class LidarAccumulator:
+    r"""Streaming :func:`lidar`: batches of ``(b, q, d)`` views, O(d²) memory whatever the number of samples.
+
+    The within-sample scatter is a sum over samples, so it streams as a
+    ``d x d`` float64 sum (one GEMM per batch on rows centered by their own
+    sample's mean); the between-sample scatter is the covariance of the
+    sample means, streamed by a :class:`CovarianceAccumulator`. Every view
+    of a sample must arrive in the same batch (a sample's mean needs all its
+    views), and ``q`` is fixed by the first batch. :meth:`compute` gives the
+    value :func:`lidar` gives on all samples at once, up to rounding.
+
+    Args:
+        dim: embedding dimension ``d``.
+        device: where the statistics live (``None``: the first batch's device).
+
+    Raises:
+        MatrixInfoValueError: ``dim`` is not an integer ``>= 1``.
+
+    Examples:
+        >>> import math, torch
+        >>> from matrixinfo.metrics import LidarAccumulator, lidar
+        >>> Z = torch.randn(40, 3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        >>> acc = LidarAccumulator(5)
+        >>> for batch in Z.split(7):
+        ...     _ = acc.update(batch)
+        >>> math.isclose(acc.compute(), lidar(Z), rel_tol=1e-10)
+        True
+    """
+
+    def __init__(self, dim: int, *, device: torch.device | str | None = None) -> None:
+        from ._streaming import CovarianceAccumulator  # _streaming imports this module
+
+        self._dim = check_int("LidarAccumulator", "dim", dim, 1)
+        self._means = CovarianceAccumulator(dim, device=device)
+        self.reset()
+
+    def reset(self) -> "LidarAccumulator":
+        """Forget all samples. Returns ``self``."""
+        self._means.reset()
+        self._within = None
+        self._views = None
+        return self
+
+    def __repr__(self) -> str:
+        return f"LidarAccumulator(dim={self._dim}, samples={self._means.count}, views={self._views})"
+
+    def update(self, batch) -> "LidarAccumulator":
+        """Add ``(b, q, d)`` embeddings: ``b`` samples with all their ``q >= 2`` views. Returns ``self``.
+
+        Raises:
+            MatrixInfoValueError: wrong shape (or ``q`` differs from the first batch's); NaN or inf.
+            MatrixInfoTypeError: not a tensor/array, or not floating.
+        """
+        fn = "LidarAccumulator.update"
+        x = check_tensor(fn, "batch", _as_tensor(fn, "batch", batch))
+        q = self._views if self._views is not None else (x.shape[1] if x.ndim == 3 else 2)
+        if x.ndim != 3 or x.shape[1] != q or q < 2 or x.shape[2] != self._dim:
+            want = f"(b, {q}, {self._dim})" if self._views is not None else f"(b, q, {self._dim}) with q >= 2"
+            raise MatrixInfoValueError(f"{fn}: expected batch to have shape {want}, got {shape_str(x.shape)}.")
+        if x.shape[0] == 0:
+            return self
+        _check_finite(fn, "batch", x)
+        with torch.no_grad(), _spectral.full_precision(x.device.type):
+            x = x.to(_spectral.compute_dtype(x.dtype))
+            means = x.mean(1)
+            centered = (x - means.unsqueeze(1)).reshape(-1, self._dim)
+            within = (centered.mT @ centered).to(torch.float64)
+            self._means.update(means)
+            within = within.to(self._means._device)
+            self._within = within if self._within is None else self._within.add_(within)
+        self._views = q
+        return self
+
+    def all_reduce(self, group=None) -> "LidarAccumulator":
+        """Replace this process's statistics by those of all processes (a collective, once; see
+        :meth:`CovarianceAccumulator.all_reduce`). Every process must have seen at least one batch. Returns ``self``."""
+        self._means.all_reduce(group)
+        if _distributed.is_active():
+            dist.all_reduce(self._within, op=dist.ReduceOp.SUM, group=group)
+        return self
+
+    def compute(self, *, delta: float = 1e-4, eps: float = 1e-8) -> float:
+        """:func:`lidar` of all samples seen.
+
+        Raises:
+            MatrixInfoValueError: fewer than 2 samples; bad ``delta``/``eps``.
+        """
+        fn = "LidarAccumulator.compute"
+        delta = check_number(fn, "delta", delta, minimum=0.0, strict=True)
+        eps = check_number(fn, "eps", eps, minimum=0.0)
+        n = self._means.count
+        if n < 2:
+            raise MatrixInfoValueError(f"{fn}: expected at least 2 samples, got {n}; call update() first.")
+        sb = self._means.covariance() * (n / (n - 1))
+        return _lidar_from_scatters(sb, self._within / (n * (self._views - 1)), delta, eps)
 
 
 # ----------------------------------------------------------------------------- alpha-ReQ
