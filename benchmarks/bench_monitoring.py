@@ -11,7 +11,7 @@ the ratios pessimistic, not optimistic). Each metric is called once:
   halves of Z as pairs), ``CovarianceAccumulator`` update + effective rank +
   NESum + alpha-ReQ, ``EmbeddingMonitor``: targets <= 3x;
 * ``uniformity`` on the first ``--uniformity-rows`` rows only: exactly it
-  costs ``O(N^2 d)``, about ``N/d`` times one ``Z^T Z`` by flop count, so it is
+  costs ``N^2 d`` multiply-adds, about ``N/(2d)`` times one ``Z^T Z``, so it is
   reported on a subsample (and the ``N/d`` figure printed).
 
 Also printed: NESum's relative error against the exact value (eigenvalues of
@@ -114,7 +114,7 @@ def main() -> None:
     exact = acc.nesum()
     est = rows[0][3]
     print(f"nesum: Krylov {est:.6f}, exact {exact:.6f}, relative error {abs(est - exact) / exact:.1e}")
-    print(f"exact uniformity over all N = {n} rows would cost about N/d = {n / d:.0f}x one Z^T Z (flop count)")
+    print(f"exact uniformity over all N = {n} rows would cost about N/(2d) = {n / (2 * d):.0f}x one Z^T Z (flop count)")
 
 
 if __name__ == "__main__":

@@ -88,8 +88,9 @@ def uniformity(z, *, t: float = 2.0) -> float:
     same way (collapse). With :math:`\lVert\hat z_i - \hat z_j\rVert^2 = 2 - 2\hat z_i^\top\hat z_j`
     the distances come from blocks of the Gram matrix, summed in float64.
 
-    Cost: ``O(N^2 d)``, in blocks of rows (memory ``O(N)`` per block row):
-    about ``N / d`` times one ``Z^T Z``, so at ``N >> d`` pass a subsample.
+    Cost: ``N^2 d`` multiply-adds (the upper triangle of the Gram matrix),
+    in blocks of rows (memory ``O(N)`` per block row): about ``N / (2d)``
+    times one ``Z^T Z``, so at ``N >> d`` pass a subsample.
     It does not stream (it couples every pair): :class:`EmbeddingMonitor`
     logs the mean over batches of each batch's uniformity, the estimator
     used in training logs.
@@ -124,10 +125,10 @@ def uniformity(z, *, t: float = 2.0) -> float:
     with torch.no_grad(), _spectral.full_precision(x.device.type):
         for start in range(0, n, rows):
             block = x[start : start + rows]
-            sq = (2.0 - 2.0 * (block @ x.mT).to(torch.float64)).clamp_min(0)
-            # Only pairs (i, j) with j > i: the upper triangle of this block row.
+            # Only pairs (i, j) with j > i: columns from this block's first row on (half the GEMM work).
+            sq = (2.0 - 2.0 * (block @ x[start:].mT).to(torch.float64)).clamp_min(0)
             i = torch.arange(start, start + block.shape[0], device=x.device).unsqueeze(1)
-            j = torch.arange(n, device=x.device).unsqueeze(0)
+            j = torch.arange(start, n, device=x.device).unsqueeze(0)
             parts.append(torch.logsumexp(torch.where(j > i, -t * sq, -math.inf).flatten(), 0))
         # log-sum-exp, so that a large t (every term below float64's range) still gives a finite value
         return float(torch.logsumexp(torch.stack(parts), 0)) - math.log(n * (n - 1) / 2)
