@@ -432,10 +432,12 @@ def nesum(Z, *, steps: int = _KRYLOV_STEPS) -> float:
     rest (1e-8 relative on a power-law spectrum in float32). The hard case
     is a spectrum without a gap at the top: on isotropic Gaussian
     ``N = 20000, d = 2048`` float32 data the relative error was 5e-2 with the
-    default ``steps=4``, 9e-3 with 8 and 3e-3 with 10 (tests: within 1e-3
-    with 10 at ``d = 300, 400``). Each step costs about 0.05 of one
-    ``Z^T Z`` at ``d = 2048`` (``benchmarks/README.md``): the default aims at a
-    per-step budget of 0.2 of one ``Z^T Z``; pass ``steps=8`` or more when the
+    default ``steps=4``, 9e-3 with 8 and 3e-3 with 10; 3e-2 with 4 at
+    ``N = 10^5, d = 2048`` (the tests check 1e-3 with 10 at ``d = 300, 400``).
+    Each step (a pass over ``Z`` with 16-column GEMMs) cost 0.05 to 0.07 of
+    one ``Z^T Z`` at ``d = 2048`` on a shared 2-core CPU, and the default
+    0.3 to 0.36 of one ``Z^T Z`` (``benchmarks/README.md``); fewer steps
+    cost less and are less accurate. Pass ``steps=8`` or more when the
     spectrum may be flat and the digits matter, or use
     :meth:`CovarianceAccumulator.nesum`, which is exact from a streamed
     covariance.
