@@ -9,7 +9,7 @@ from .. import _distributed
 from .._checks import check_choice, check_int, check_number, MatrixInfoValueError, shape_str
 from ._common import _as_samples
 from ._hypersphere import _normalized, uniformity
-from ._spectral_metrics import _check_fit_range
+from ._spectral_metrics import _alpha_from_spectrum, _check_fit_range
 from ._streaming import CovarianceAccumulator
 
 _STAGES = ("train", "validation")
@@ -159,11 +159,14 @@ class EmbeddingMonitor:
                 "EmbeddingMonitor.compute: expected at least 1 sample, got 0; call update() first."
             )
         align_sum, pairs, uniform_sum, batches = sums.tolist()
-        logs = {"effective_rank": acc.effective_rank(), "nesum": acc.nesum()}
+        # One eigenvalue problem for NESum and alpha-ReQ (the effective rank keeps its own, in core).
+        spectrum = acc.spectrum()
+        top = float(spectrum[0])
+        logs = {"effective_rank": acc.effective_rank(), "nesum": float(spectrum.sum()) / top if top > 0 else 0.0}
         first, last = self._fit_range
         if self._dim >= last and acc.count > last:
             try:
-                logs["alpha_req"] = acc.alpha_req(fit_range=self._fit_range)
+                logs["alpha_req"] = _alpha_from_spectrum("EmbeddingMonitor.compute", spectrum, self._fit_range)
             except MatrixInfoValueError:  # rank below the fit range (e.g. collapse): nothing to fit
                 logs["alpha_req"] = float("nan")
         if pairs > 0:
