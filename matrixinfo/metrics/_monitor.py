@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 
 from .. import _distributed
-from .._checks import check_choice, check_int, check_number, MatrixInfoValueError, shape_str
+from .._checks import check_choice, check_int, check_number, MatrixInfoTypeError, MatrixInfoValueError, shape_str
 from ._common import _as_samples
 from ._hypersphere import _normalized, uniformity
 from ._spectral_metrics import _alpha_from_spectrum, _check_fit_range
@@ -216,8 +216,6 @@ def lightning_callback(monitor: EmbeddingMonitor, *, key: str = "embeddings", pr
     fn = "lightning_callback"
     check_choice(fn, "stage", stage, _STAGES)
     if not isinstance(monitor, EmbeddingMonitor):
-        from .._checks import MatrixInfoTypeError
-
         raise MatrixInfoTypeError(f"{fn}: expected monitor to be an EmbeddingMonitor, got {type(monitor).__name__}.")
     try:
         from lightning.pytorch import Callback
