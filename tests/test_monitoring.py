@@ -473,3 +473,21 @@ def test_monitor_example_runs(plain):
     logs = _load_example().main(tiny + (["--plain"] if plain else []))
     assert {"effective_rank", "nesum", "alignment", "uniformity"} <= set(logs)
     assert logs["samples"] == 512.0 and 1.0 <= logs["effective_rank"] <= 8.0
+
+
+def test_lightning_callback_errors_before_importing_lightning():
+    from matrixinfo.metrics import lightning_callback
+
+    with pytest.raises(MatrixInfoTypeError, match="lightning_callback: expected monitor to be an EmbeddingMonitor"):
+        lightning_callback(3)
+    with pytest.raises(MatrixInfoValueError, match="lightning_callback: expected stage to be one of 'train'"):
+        lightning_callback(EmbeddingMonitor(2), stage="test")
+
+
+def test_lightning_callback_names_the_extra_without_lightning(monkeypatch):
+    from matrixinfo.metrics import lightning_callback
+
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match=r'pip install "matrixinfo\[lightning\]"'):
+        lightning_callback(EmbeddingMonitor(2))
