@@ -124,7 +124,7 @@ def np_nesum(Z):
 
 
 def np_align(x, y, alpha=2):
-    """SsnL/align_uniform, align.py align_loss, on rows normalized here."""
+    """SsnL/align_uniform, align_uniform/__init__.py align_loss, on rows normalized here."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -133,7 +133,7 @@ def np_align(x, y, alpha=2):
 
 
 def np_uniform(x, t=2):
-    """SsnL/align_uniform, align.py uniform_loss (pdist squared), on rows normalized here."""
+    """SsnL/align_uniform, align_uniform/__init__.py uniform_loss (pdist squared), on rows normalized here."""
     x = np.asarray(x, np.float64)
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     sq = scipy.spatial.distance.pdist(x, "sqeuclidean")

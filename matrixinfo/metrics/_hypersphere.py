@@ -31,7 +31,7 @@ def alignment(z1, z2, *, alpha: float = 2.0) -> float:
 
     where row ``i`` of ``z1`` and of ``z2`` are the two views of sample ``i``.
     Rows are l2-normalized here (a zero row stays zero), as the authors
-    require of their inputs (``SsnL/align_uniform``, ``align.py``,
+    require of their inputs (``SsnL/align_uniform``, ``align_uniform/__init__.py``,
     ``align_loss``: the mean of ``(x - y).norm(dim=1) ** alpha``). It lies
     in ``[0, 2^alpha]``; lower is better aligned. It is a mean over rows,
     so it streams: :class:`EmbeddingMonitor` accumulates it batch by batch.
@@ -82,7 +82,7 @@ def uniformity(z, *, t: float = 2.0) -> float:
               e^{-t \lVert \hat z_i - \hat z_j\rVert_2^2},\qquad \hat z = z / \lVert z\rVert_2 ,
 
     over the distinct pairs of rows, as the authors compute it with
-    ``torch.pdist`` (``SsnL/align_uniform``, ``align.py``,
+    ``torch.pdist`` (``SsnL/align_uniform``, ``align_uniform/__init__.py``,
     ``uniform_loss``); rows are l2-normalized here. It lies in
     ``[-4t, 0]``; lower is more uniform, and 0 means every row points the
     same way (collapse). With :math:`\lVert\hat z_i - \hat z_j\rVert^2 = 2 - 2\hat z_i^\top\hat z_j`
