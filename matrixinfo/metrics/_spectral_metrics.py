@@ -436,7 +436,7 @@ def nesum(Z, *, steps: int = _KRYLOV_STEPS) -> float:
     ``N = 10^5, d = 2048`` (the tests check 1e-3 with 10 at ``d = 300, 400``).
     Each step (a pass over ``Z`` with 16-column GEMMs) cost 0.05 to 0.07 of
     one ``Z^T Z`` at ``d = 2048`` on a shared 2-core CPU, and the default
-    0.3 to 0.36 of one ``Z^T Z`` (``benchmarks/README.md``); fewer steps
+    0.2 to 0.36 of one ``Z^T Z`` (``benchmarks/README.md``); fewer steps
     cost less and are less accurate. Pass ``steps=8`` or more when the
     spectrum may be flat and the digits matter, or use
     :meth:`CovarianceAccumulator.nesum`, which is exact from a streamed
