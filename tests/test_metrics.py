@@ -23,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import matrixinfo.metrics as metrics
+import matrixinfo.metrics._common  # noqa: F401  (the block size is patched there)
 from matrixinfo import MatrixInfoTypeError, MatrixInfoValueError
 from matrixinfo.metrics import (
     CovarianceAccumulator,
@@ -355,8 +356,8 @@ def test_one_shot_metrics_equal_streamed_metrics():
 
 def test_many_blocks_inside_one_batch(monkeypatch):
     # Force the row-block loop to run many times on a small input.
-    monkeypatch.setattr(metrics, "_BLOCK_BYTES", 8 * 7 * 3)
-    monkeypatch.setattr(metrics, "_MIN_BLOCK_ROWS", 3)
+    monkeypatch.setattr(metrics._common, "_BLOCK_BYTES", 8 * 7 * 3)
+    monkeypatch.setattr(metrics._common, "_MIN_BLOCK_ROWS", 3)
     Z = anisotropic(100, 7, seed=19, offset=1e4)
     acc = CovarianceAccumulator(7).update(Z)
     assert rel_fro(acc.covariance(), np_second_moment(Z.numpy())) <= 1e-9

@@ -1,0 +1,134 @@
+r"""Alignment and uniformity on the hypersphere (Wang & Isola, 2020)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import _spectral
+from .._checks import check_number, MatrixInfoValueError, shape_str
+from ._common import _as_samples, _check_finite
+
+# Rows of the pairwise block in uniformity: about this many bytes of distances per block.
+_PAIR_BLOCK_BYTES = 1 << 24
+
+
+def _normalized(fn: str, name: str, z, *, min_rows: int = 1) -> torch.Tensor:
+    """Rows of ``z`` scaled to unit length, in the computation dtype (zero rows stay zero)."""
+    x = _as_samples(fn, name, z, min_rows=min_rows)
+    _check_finite(fn, name, x)
+    x = x.to(_spectral.compute_dtype(x.dtype))
+    return torch.nn.functional.normalize(x, dim=1)
+
+
+def alignment(z1, z2, *, alpha: float = 2.0) -> float:
+    r"""Alignment (Wang & Isola, 2020): mean distance between positive pairs on the unit sphere.
+
+    .. math:: \mathcal L_{\text{align}} = \frac1N \sum_{i=1}^N
+              \big\lVert \hat z_{1,i} - \hat z_{2,i} \big\rVert_2^{\alpha},\qquad
+              \hat z = z / \lVert z\rVert_2 ,
+
+    where row ``i`` of ``z1`` and of ``z2`` are the two views of sample ``i``.
+    Rows are l2-normalized here (a zero row stays zero), as the authors
+    require of their inputs (``SsnL/align_uniform``, ``align_uniform/__init__.py``,
+    ``align_loss``: the mean of ``(x - y).norm(dim=1) ** alpha``). It lies
+    in ``[0, 2^alpha]``; lower is better aligned. It is a mean over rows,
+    so it streams: :class:`EmbeddingMonitor` accumulates it batch by batch.
+    Cost: ``O(N d)``.
+
+    Args:
+        z1: ``(N, d)`` embeddings of the first views, torch tensor or NumPy array.
+        z2: ``(N, d)`` embeddings of the second views (same shape).
+        alpha: ``> 0``, the exponent (the authors' default 2).
+
+    Returns:
+        A Python ``float``.
+
+    Raises:
+        MatrixInfoValueError: shapes differ or are not ``(N, d)``; NaN or inf; ``alpha <= 0``.
+        MatrixInfoTypeError: not tensors/arrays, or not floating.
+
+    References:
+        T. Wang and P. Isola, "Understanding contrastive representation
+        learning through alignment and uniformity on the hypersphere",
+        ICML 2020.
+
+    Examples:
+        >>> import torch
+        >>> from matrixinfo.metrics import alignment
+        >>> z1 = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+        >>> z2 = torch.tensor([[3.0, 0.0], [1.0, 0.0]], dtype=torch.float64)  # same, orthogonal
+        >>> round(alignment(z1, z2), 12)  # (0 + 2) / 2
+        1.0
+    """
+    fn = "alignment"
+    alpha = check_number(fn, "alpha", alpha, minimum=0.0, strict=True)
+    a = _normalized(fn, "z1", z1)
+    b = _normalized(fn, "z2", z2)
+    if a.shape != b.shape:
+        raise MatrixInfoValueError(
+            f"{fn}: expected z1 and z2 to have the same shape, got {shape_str(a.shape)} and {shape_str(b.shape)}."
+        )
+    with torch.no_grad():
+        dist = (a - b.to(a.device, a.dtype)).to(torch.float64).norm(dim=1)
+        return float(dist.pow(alpha).mean())
+
+
+def uniformity(z, *, t: float = 2.0) -> float:
+    r"""Uniformity (Wang & Isola, 2020): log of the mean Gaussian potential over distinct pairs on the sphere.
+
+    .. math:: \mathcal L_{\text{uniform}} = \log \frac{2}{N(N - 1)} \sum_{i < j}
+              e^{-t \lVert \hat z_i - \hat z_j\rVert_2^2},\qquad \hat z = z / \lVert z\rVert_2 ,
+
+    over the distinct pairs of rows, as the authors compute it with
+    ``torch.pdist`` (``SsnL/align_uniform``, ``align_uniform/__init__.py``,
+    ``uniform_loss``); rows are l2-normalized here. It lies in
+    ``[-4t, 0]``; lower is more uniform, and 0 means every row points the
+    same way (collapse). With :math:`\lVert\hat z_i - \hat z_j\rVert^2 = 2 - 2\hat z_i^\top\hat z_j`
+    the distances come from blocks of the Gram matrix, summed in float64.
+
+    Cost: ``N^2 d`` multiply-adds (the upper triangle of the Gram matrix),
+    in blocks of rows (memory ``O(N)`` per block row): about ``N / (2d)``
+    times one ``Z^T Z``, so at ``N >> d`` pass a subsample.
+    It does not stream (it couples every pair): :class:`EmbeddingMonitor`
+    logs the mean over batches of each batch's uniformity, the estimator
+    used in training logs.
+
+    Args:
+        z: ``(N, d)`` embeddings, ``N >= 2``, torch tensor or NumPy array.
+        t: ``> 0``, the potential's scale (the authors' default 2).
+
+    Returns:
+        A Python ``float``.
+
+    Raises:
+        MatrixInfoValueError: ``z`` is not ``(N, d)`` with ``N >= 2``; NaN or inf; ``t <= 0``.
+        MatrixInfoTypeError: not a tensor/array, or not floating.
+
+    References:
+        T. Wang and P. Isola, ICML 2020 (see :func:`alignment`).
+
+    Examples:
+        >>> import math, torch
+        >>> from matrixinfo.metrics import uniformity
+        >>> z = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)  # antipodal: distance^2 = 4
+        >>> math.isclose(uniformity(z), -8.0, rel_tol=1e-12)
+        True
+    """
+    fn = "uniformity"
+    t = check_number(fn, "t", t, minimum=0.0, strict=True)
+    x = _normalized(fn, "z", z, min_rows=2)
+    n = x.shape[0]
+    rows = max(1, _PAIR_BLOCK_BYTES // (8 * n))
+    parts = []
+    with torch.no_grad(), _spectral.full_precision(x.device.type):
+        for start in range(0, n, rows):
+            block = x[start : start + rows]
+            # Only pairs (i, j) with j > i: columns from this block's first row on (half the GEMM work).
+            sq = (2.0 - 2.0 * (block @ x[start:].mT).to(torch.float64)).clamp_min(0)
+            i = torch.arange(start, start + block.shape[0], device=x.device).unsqueeze(1)
+            j = torch.arange(start, n, device=x.device).unsqueeze(0)
+            parts.append(torch.logsumexp(torch.where(j > i, -t * sq, -math.inf).flatten(), 0))
+        # log-sum-exp, so that a large t (every term below float64's range) still gives a finite value
+        return float(torch.logsumexp(torch.stack(parts), 0)) - math.log(n * (n - 1) / 2)
