@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for ssl_utils
 
-from ssl_utils import METHODS, default_knob  # noqa: E402
+from ssl_utils import METHODS  # noqa: E402
 
 PHENOMENON_C = ["matrix-ssl", "barlow-twins", "simclr", "mec"]  # the paper's Table 1 ordering, best first
 

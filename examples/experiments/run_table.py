@@ -8,7 +8,7 @@ interrupted run keeps what it did and a rerun skips what is there. ``report.py``
 into the tables and plots. Examples::
 
     python examples/experiments/run_table.py --out examples/results/mnist1d       # all parts
-    python examples/experiments/run_table.py --part table --seeds 0 1 2 --epochs 4
+    python examples/experiments/run_table.py --part table --seeds 0 1 2 --epochs 3
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> None:
                         default=["table", "sweep", "ablation"])
     parser.add_argument("--losses", nargs="+", choices=available_losses(), metavar="LOSS")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=positive(int), default=4, help="epochs per run (default 4)")
+    parser.add_argument("--epochs", type=positive(int), default=3, help="epochs per run (default 3)")
     parser.add_argument("--batch-size", type=positive(int), default=256)
-    parser.add_argument("--lr", type=positive(float), default=3e-3)
+    parser.add_argument("--lr", type=positive(float), default=1e-2)
     parser.add_argument("--dim", type=positive(int), default=64)
     parser.add_argument("--knn-k", type=positive(int), default=20)
     parser.add_argument("--cache-dir", help="where the generated MNIST-1D arrays are cached")
