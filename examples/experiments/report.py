@@ -112,7 +112,7 @@ def _setting(runs: list[dict]) -> dict:
     first = next(r for r in runs if r["part"] != "baseline")
     seconds = sum(r.get("wall_seconds", 0.0) for r in runs)
     return {k: str(first[k]) for k in ("epochs", "batch_size", "dim", "knn_k", "hardware", "torch", "python")} | {
-        "command": first["command"], "minutes": f"{seconds / 60:.0f}", "runs": str(len(runs))}
+        "command": first["command"].split(" --part")[0].split(" --seeds")[0], "minutes": f"{seconds / 60:.0f}", "runs": str(len(runs))}
 
 
 def render(summary: dict) -> str:
@@ -120,7 +120,8 @@ def render(summary: dict) -> str:
     s = summary["setting"]
     text = [".. This file is written by examples/experiments/report.py: do not edit it by hand.", "",
             f"Command: ``{s['command']}``; then ``python examples/experiments/report.py`` on its folder. "
-            f"{s['runs']} runs, {s['minutes']} minutes of wall time on a shared {s['hardware']}, "
+            f"{s['runs']} runs (baselines included), {s['minutes']} minutes of run time summed over them, on a shared "
+            f"{s['hardware']}, "
             f"torch {s['torch']}, Python {s['python']}. Each run: {s['epochs']} epochs of batch "
             f"{s['batch_size']}, projector dimension {s['dim']}, k-NN with k = {s['knn_k']}.", "",
             ".. _results-table1:", "", "Table 1 at small scale", "~~~~~~~~~~~~~~~~~~~~~~", ""]
