@@ -65,18 +65,25 @@ def summarize(runs: list[dict]) -> dict:
                  mean_std([b["raw_knn"] for b in base[:1]]), "-", "1"])
     sweep_rows = []
     for n in names:
+        swept = [r for r in runs if r["part"] == "sweep" and r["name"] == n]
         recipe = [r for r in by_loss[n] if r["seed"] == 0]
-        sweep_rows.append(_row(n, "recipe", recipe))
-        for r in [r for r in runs if r["part"] == "sweep" and r["name"] == n]:
+        if swept and recipe:
+            sweep_rows.append(_row(n, "recipe", recipe))
+        for r in swept:
             what = ", ".join(f"{k} = {v:.3g}" for k, v in r["options"].items()) or f"lr = {r['lr']:.2g}"
             sweep_rows.append(_row(n, what, [r]))
     ablation_rows = [_row("matrix-ssl", "recipe (gamma = 1, mu = 1, order 4)",
                           [r for r in by_loss.get("matrix-ssl", []) if r["seed"] == 0])]
     ablation_rows += [_row("matrix-ssl", ", ".join(f"{k} = {v:g}" for k, v in r["options"].items()), [r])
                       for r in runs if r["part"] == "ablation"]
+    rank_rows = []
+    for n, rs in by_loss.items():  # phenomenon (a): the effective rank over training, mean over seeds
+        curve = [statistics.mean(p) for p in zip(*(r["effective_rank"] for r in rs))]
+        trend = "rose" if curve[-1] > curve[0] else "fell"
+        rank_rows.append([n, " → ".join(f"{v:.1f}" for v in curve), trend])
     means = {n: statistics.mean(r["linear_probe"] for r in rs) for n, rs in by_loss.items()}
     order_c = sorted([n for n in PHENOMENON_C if n in means], key=means.get, reverse=True)
-    return {"table": rows, "sweep": sweep_rows, "ablation": ablation_rows, "ordering": order_c,
+    return {"table": rows, "sweep": sweep_rows, "ablation": ablation_rows, "ordering": order_c, "ranks": rank_rows,
             "uniformity": _uniformity_correlation(table), "setting": _setting(runs)}
 
 
@@ -131,6 +138,10 @@ def render(summary: dict) -> str:
     text += [".. _results-ablation:", "", "Matrix-SSL's gamma, mu and Taylor order (seed 0)",
              "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~", ""]
     text += _rst_table(header, summary["ablation"])
+    text += [".. _results-ranks:", "", "Effective rank over training (mean over seeds, epoch 0 is the initialization)",
+             "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~", ""]
+    text += _rst_table(["loss", "effective rank of the test features, per epoch", "from init to end"],
+                       summary["ranks"])
     u = summary["uniformity"]
     text += [f"Ordering by mean linear probe among {', '.join(PHENOMENON_C)}: "
              f"{' > '.join(summary['ordering'])} (paper Table 1: {' > '.join(PHENOMENON_C)}).", "",
