@@ -202,17 +202,16 @@ def test_spearman_matches_scipy():
 
 @pytest.mark.slow
 def test_table_runner_and_report(tmp_path, capsys, cache):
-    argv = ["--out", str(tmp_path), "--part", "table", "sweep", "--losses", "matrix-ssl", "simclr",
-            "--seeds", "0", "1", "--epochs", "1", "--batch-size", "1000", "--cache-dir", str(cache)]
+    argv = ["--out", str(tmp_path), "--part", "table", "sweep", "--losses", "simclr", "--seeds", "0", "1", "--epochs", "1", "--batch-size", "1000", "--cache-dir", str(cache)]
     run_table.main(argv)
     runs = report.load_runs(tmp_path)
-    assert sum(r["part"] == "table" for r in runs) == 4 and sum(r["part"] == "baseline" for r in runs) == 2
-    assert sum(r["part"] == "sweep" for r in runs) == 8  # lr x 1/3, x 3; knob x 0.5, x 2; two losses
+    assert sum(r["part"] == "table" for r in runs) == 2 and sum(r["part"] == "baseline" for r in runs) == 2
+    assert sum(r["part"] == "sweep" for r in runs) == 4  # lr x 1/3, x 3; temperature x 0.5, x 2
     run_table.main(argv)  # a rerun skips what is done
     assert len(report.load_runs(tmp_path)) == len(runs)
     report.main([str(tmp_path)])
     tables = (tmp_path / "tables.rst").read_text()
-    assert "matrix-ssl" in tables and "*untrained encoder*" in tables and " ± " in tables
+    assert "simclr" in tables and "temperature = 0.25" in tables and "*untrained encoder*" in tables and " ± " in tables
     assert (tmp_path / "erank.png").stat().st_size > 0 and (tmp_path / "uniformity.png").stat().st_size > 0
 
 
