@@ -27,6 +27,7 @@ def _load_char_lm():
 
 
 char_lm = _load_char_lm()
+import char_lm_compare  # noqa: E402  (examples/experiments/, on the path char_lm.py sets)
 
 TINY = ["--chars", "40000", "--steps", "12", "--batch-size", "4", "--context", "16", "--dim", "16",
         "--layers", "1", "--heads", "2", "--eval-every", "6", "--val-mce-tokens", "32", "--no-progress"]
@@ -146,10 +147,10 @@ def test_collapse_note_only_when_every_run_of_a_loss_collapsed():
     def runs(*eranks):
         return [{"head_erank": e} for e in eranks]
 
-    note = char_lm.collapse_note({"ce": runs(16.0, 15.8), "ce+mce": runs(1.3, 1.3), "ce+mce-detached": runs(15.0, 1.1)})
+    note = char_lm_compare.collapse_note({"ce": runs(16.0, 15.8), "ce+mce": runs(1.3, 1.3), "ce+mce-detached": runs(15.0, 1.1)})
     assert len(note) == 2 and note[0].startswith("The LM-head rows of ce+mce collapsed")
     assert "ce+mce 1.3" in note[0] and "(ce: 15.9)" in note[0]
-    assert char_lm.collapse_note({"ce": runs(16.0), "ce+mce": runs(5.0)}) == []
+    assert char_lm_compare.collapse_note({"ce": runs(16.0), "ce+mce": runs(5.0)}) == []
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,8 +1,8 @@
 """The examples run end to end on tiny budgets (they need the ``examples`` extra).
 
-``train_ssl.py`` is imported and its ``main`` called in-process, so that the
-tests share one interpreter and its imports; ``embedding_ranks.py`` is run
-whole with ``runpy``. The two marked ``slow`` take most of the file's time.
+``train_ssl.py`` is imported and its ``main`` called in-process, so that the tests share one
+interpreter and its imports; the experiments' runner and report run on a tiny budget; the
+documentation's results page is checked against the committed results files.
 """
 
 from __future__ import annotations
@@ -22,32 +22,39 @@ import torch
 pytest.importorskip("sklearn")
 pytest.importorskip("tqdm")
 pytest.importorskip("matplotlib")
+pytest.importorskip("mnist1d")
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+RESULTS = EXAMPLES / "results"
 
 
-
-def _load_train_ssl():
-    """examples/train_ssl.py as a module, registered as ``train_ssl`` (the name embedding_ranks.py imports)."""
-    spec = importlib.util.spec_from_file_location("train_ssl", EXAMPLES / "train_ssl.py")
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["train_ssl"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-train_ssl = _load_train_ssl()
+train_ssl = _load("train_ssl", EXAMPLES / "train_ssl.py")  # the name embedding_ranks.py imports
+run_table = _load("run_table", EXAMPLES / "experiments" / "run_table.py")
+report = _load("ssl_report", EXAMPLES / "experiments" / "report.py")
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return train_ssl.load_digits()
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("mnist1d")
+
+
+@pytest.fixture(scope="module")
+def mnist1d(cache):
+    return train_ssl.load_mnist1d(cache)
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """One thread for torch and scikit-learn, as the script uses on digits: on a busy
-    machine more threads make these tiny models many times slower."""
+    """One thread for torch and scikit-learn: on a busy machine more make these tiny models slower."""
     from threadpoolctl import threadpool_limits
 
     threads = torch.get_num_threads()
@@ -57,20 +64,14 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _percent(label: str, text: str) -> float:
-    match = re.search(rf"{re.escape(label)}[^:]*: ([0-9.]+)%", text)
-    assert match, f"no '{label}' line in:\n{text}"
-    return float(match.group(1))
-
-
-def _check_outputs(out: Path, epochs: int) -> None:
-    rows = (out / "effective_rank.csv").read_text().strip().splitlines()
-    assert rows[0] == "epoch,train_loss,erank_features,erank_projections"
-    assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(epochs + 1))  # epoch 0 is the initialization
-    assert all(float(r.split(",")[2]) >= 1 for r in rows[1:])
-    assert (out / "effective_rank.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    results = json.loads((out / "results.json").read_text())
-    assert 0 <= results["linear_probe"] <= 100 and 0 <= results["knn"] <= 100
+def test_mnist1d_is_generated_locally_with_the_packages_defaults(mnist1d, cache):
+    assert mnist1d.x_train.shape == (4000, 1, 40) and mnist1d.x_test.shape == (1000, 1, 40)
+    assert sorted(set(mnist1d.y_train.tolist())) == list(range(10))
+    # The generator standardizes the whole set; the cache gives back the same arrays.
+    x = torch.cat([mnist1d.x_train, mnist1d.x_test]).double()
+    assert abs(float(x.mean())) < 1e-2 and abs(float(x.std()) - 1) < 1e-2
+    again = train_ssl.load_mnist1d(cache)
+    assert torch.equal(again.x_train, mnist1d.x_train) and np.array_equal(again.y_test, mnist1d.y_test)
 
 
 def test_every_registry_entry_is_a_library_loss():
@@ -79,36 +80,52 @@ def test_every_registry_entry_is_a_library_loss():
 
 
 @pytest.mark.parametrize("name", list(train_ssl.METHODS))
-def test_every_loss_takes_a_finite_training_step(digits, name):
+def test_every_loss_takes_a_finite_training_step(mnist1d, name):
     method = train_ssl.METHODS[name]
     g = train_ssl.seed_everything(0, torch.device("cpu"))
-    model = train_ssl.Siamese("digits", 16, method.scheme)
+    model = train_ssl.Siamese("mnist1d", 16, method.scheme)
     criterion = train_ssl.build_criterion(name, 16)
-    x = digits.x_train[:32]
-    views = [train_ssl.normalize(train_ssl.augment_digits(x, g), digits) for _ in range(method.views)]
+    views = [train_ssl.augment_1d(mnist1d.x_train[:32], g) for _ in range(method.views)]
     loss = train_ssl.compute_loss(model, criterion, method, views)
     loss.backward()
     assert loss.ndim == 0 and torch.isfinite(loss)
-    grad = model.backbone[1][0].weight.grad
+    grad = model.backbone[0].weight.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
     if model.teacher is not None:  # the EMA teacher gets no gradient
         assert all(p.grad is None for p in model.teacher.parameters())
 
 
-@pytest.mark.parametrize("name", ["matrix-ssl", "simclr"])
-def test_train_ssl_digits_prints_accuracies_and_writes_outputs(tmp_path, capsys, name):
-    train_ssl.main(["--loss", name, "--epochs", "2", "--batch-size", "256", "--out", str(tmp_path), "--no-progress"])
+def test_default_knob_is_the_class_default():
+    assert train_ssl.default_knob("simclr", 64) == 0.5
+    assert train_ssl.default_knob("uniformity-mce", 64) == 1 / 64  # lam=None means 1/d
+    assert train_ssl.default_knob("byol", 64) is None
+
+
+def test_train_ssl_prints_the_three_encoders_and_writes_results(tmp_path, capsys, cache):
+    train_ssl.main(["--epochs", "2", "--out", str(tmp_path), "--no-progress", "--cache-dir", str(cache)])
     printed = capsys.readouterr().out
-    assert 0 <= _percent("linear probe accuracy", printed) <= 100
-    assert 0 <= _percent("k-NN accuracy", printed) <= 100
-    assert "effective rank of the test features' covariance" in printed
-    _check_outputs(tmp_path, epochs=2)
+    for label in ("trained encoder", "same encoder, untrained", "raw input"):
+        assert re.search(rf"{label} +[0-9.]+% +[0-9.]+%", printed), printed
+    results = json.loads((tmp_path / "results.json").read_text())
+    for key in ("linear_probe", "knn", "untrained_linear_probe", "raw_linear_probe"):
+        assert 0 <= results[key] <= 1
+    assert len(results["effective_rank"]) == 3 and len(results["loss"]) == 2  # epoch 0 is the initialization
+    assert results["config"]["loss"] == "matrix-ssl" and results["config"]["epochs"] == 2
+    rows = (tmp_path / "history.csv").read_text().strip().splitlines()
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 1, 2]
+    assert (tmp_path / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_training_is_deterministic_given_the_seed(digits):
+def test_train_ssl_digits(tmp_path, capsys):
+    train_ssl.main(["--dataset", "digits", "--loss", "simclr", "--epochs", "1", "--out", str(tmp_path),
+                    "--no-progress"])
+    assert 0 <= json.loads((tmp_path / "results.json").read_text())["knn"] <= 1
+
+
+def test_training_is_deterministic_given_the_seed(mnist1d):
     def run(seed):
-        r = train_ssl.train("byol", digits, epochs=1, seed=seed, batch_size=256, lr=3e-3, dim=16,
-                      device=torch.device("cpu"), progress=False)
+        r = train_ssl.train("byol", mnist1d, epochs=1, seed=seed, batch_size=1000, lr=3e-3, dim=16,
+                            device=torch.device("cpu"), progress=False)
         return r["history"], r["linear_probe"], r["knn"]
 
     first = run(0)
@@ -116,13 +133,15 @@ def test_training_is_deterministic_given_the_seed(digits):
     assert run(1)[0] != first[0]
 
 
-def test_augmentations_keep_shape_and_range_and_follow_the_generator():
-    for augment, shape in ((train_ssl.augment_digits, (8, 1, 8, 8)), (train_ssl.augment_cifar, (8, 3, 32, 32))):
-        x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-        a = augment(x, torch.Generator().manual_seed(1))
-        b = augment(x, torch.Generator().manual_seed(1))
-        assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
-        assert torch.equal(a, b) and not torch.allclose(a, x)
+@pytest.mark.parametrize("augment, shape", [("augment_1d", (8, 1, 40)), ("augment_digits", (8, 1, 8, 8)),
+                                            ("augment_cifar", (8, 3, 32, 32))])
+def test_augmentations_keep_shape_and_follow_the_generator(augment, shape):
+    augment = getattr(train_ssl, augment)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    a = augment(x, torch.Generator().manual_seed(1))
+    b = augment(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.isfinite(a).all()
+    assert torch.equal(a, b) and not torch.allclose(a, x)
 
 
 def _fake_cifar(root: Path, per_batch: int = 16, n_test: int = 32) -> Path:
@@ -141,15 +160,11 @@ def test_train_ssl_cifar10_from_a_local_copy(tmp_path, capsys):
     _fake_cifar(tmp_path / "data")
     data = train_ssl.load_cifar10(tmp_path / "data")
     assert data.x_train.shape == (80, 3, 32, 32) and data.x_train.dtype == torch.uint8
-    assert data.x_test.shape == (32, 3, 32, 32) and data.y_train.shape == (80,)
     out = tmp_path / "out"
     train_ssl.main(["--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--loss", "barlow-twins",
-                    "--epochs", "1", "--batch-size", "32", "--knn-k", "5", "--out", str(out), "--no-progress",
-                    "--threads", "1"])
-    printed = capsys.readouterr().out
-    assert 0 <= _percent("linear probe accuracy", printed) <= 100
-    assert 0 <= _percent("k-NN accuracy (k=5", printed) <= 100
-    _check_outputs(out, epochs=1)
+                    "--epochs", "1", "--batch-size", "32", "--knn-k", "5", "--out", str(out), "--no-progress"])
+    assert "k-NN (k=5)" in capsys.readouterr().out
+    assert 0 <= json.loads((out / "results.json").read_text())["linear_probe"] <= 1
 
 
 def test_cifar10_errors_are_clear(tmp_path, capsys):
@@ -169,7 +184,6 @@ def test_cifar10_errors_are_clear(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--loss", "nope"], "argument --loss: invalid choice: 'nope'"),
     (["--epochs", "0"], "argument --epochs: expected a positive number, got 0"),
-    (["--losses", "byol"], "--losses is only used with --compare"),
     (["--data-dir", "somewhere"], "--data-dir is only used with --dataset cifar10"),
 ])
 def test_command_line_errors(capsys, argv, message):
@@ -178,22 +192,55 @@ def test_command_line_errors(capsys, argv, message):
     assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=30), rng.normal(size=30)
+    assert report.spearman(list(x), list(y)) == pytest.approx(spearmanr(x, y).statistic, rel=1e-10)
+
+
 @pytest.mark.slow
-def test_compare_writes_a_table(tmp_path, capsys):
-    argv = ["--compare", "--losses", "matrix-ssl", "vicreg", "--seeds", "0", "1", "--epochs", "1",
-            "--batch-size", "256", "--out", str(tmp_path), "--no-progress"]
-    train_ssl.main(argv)
-    table = (tmp_path / "compare.md").read_text()
-    assert "python examples/train_ssl.py " + " ".join(argv[:-3]) in table
-    rows = [line for line in table.splitlines() if line.startswith("| ")]
-    assert [row.split(" | ")[0] for row in rows[1:]] == [
-        "| matrix-ssl", "| vicreg", "| *raw pixels (no network)*", "| *random init (untrained encoder)*"]
-    for row in rows[1:3]:
-        probe, knn = (float(cell.split(" ± ")[0]) for cell in row.split(" | ")[2:4])
-        assert 0 <= probe <= 100 and 0 <= knn <= 100 and " ± " in row
-    assert len((tmp_path / "compare.csv").read_text().strip().splitlines()) == 1 + 2 * 2
-    assert (tmp_path / "compare_erank.png").stat().st_size > 0
-    assert "| matrix-ssl |" in capsys.readouterr().out
+def test_table_runner_and_report(tmp_path, capsys, cache):
+    argv = ["--out", str(tmp_path), "--part", "table", "sweep", "--losses", "simclr", "--seeds", "0", "1", "--epochs", "1", "--batch-size", "1000", "--cache-dir", str(cache)]
+    run_table.main(argv)
+    runs = report.load_runs(tmp_path)
+    assert sum(r["part"] == "table" for r in runs) == 2 and sum(r["part"] == "baseline" for r in runs) == 2
+    assert sum(r["part"] == "sweep" for r in runs) == 4  # lr x 1/3, x 3; temperature x 0.5, x 2
+    run_table.main(argv)  # a rerun skips what is done
+    assert len(report.load_runs(tmp_path)) == len(runs)
+    report.main([str(tmp_path)])
+    tables = (tmp_path / "tables.rst").read_text()
+    assert "simclr" in tables and "temperature = 0.25" in tables and "*untrained encoder*" in tables and " ± " in tables
+    assert (tmp_path / "erank.png").stat().st_size > 0 and (tmp_path / "uniformity.png").stat().st_size > 0
+
+
+def test_committed_tables_are_the_report_of_the_committed_runs():
+    # The documentation includes tables.rst: it must be what report.py makes of runs.jsonl.
+    folder = RESULTS / "mnist1d"
+    summary = report.summarize(report.load_runs(folder))
+    assert (folder / "tables.rst").read_text() == report.render(summary)
+    assert json.loads((folder / "summary.json").read_text()) == json.loads(json.dumps(summary))
+
+
+def test_numbers_in_the_results_page_are_the_committed_ones():
+    """Every percentage and effective rank quoted in docs/results.rst's prose comes from a results file."""
+    text = (ROOT / "docs" / "results.rst").read_text()
+    main_run = json.loads((RESULTS / "matrix-ssl-mnist1d" / "results.json").read_text())
+    summary = json.loads((RESULTS / "mnist1d" / "summary.json").read_text())
+    allowed = {f"{100 * main_run[k]:.1f}" for k in ("linear_probe", "knn", "untrained_linear_probe",
+                                                    "untrained_knn", "raw_linear_probe", "raw_knn")}
+    allowed |= {f"{100 * (main_run['linear_probe'] - main_run['untrained_linear_probe']):.1f}",
+                f"{main_run['effective_rank'][0]:.1f}", f"{main_run['effective_rank'][-1]:.1f}",
+                f"{main_run['total_seconds']:.0f}"}
+    for rows in (summary["table"], summary["sweep"], summary["ablation"]):
+        for row in rows:
+            allowed |= {part for cell in row[2:] for part in cell.split(" ± ")}
+    allowed |= {summary["uniformity"]["spearman"]}
+    quoted = re.findall(r"(?<![\w.])(\d+\.\d+)(?:%| points| ±)", text)
+    assert quoted, "the results page quotes no number"
+    assert [q for q in quoted if q not in allowed] == []
+    assert "../examples/results/mnist1d/tables.rst" in text
 
 
 @pytest.mark.slow
