@@ -41,12 +41,13 @@ def plan(args) -> list[dict]:
         jobs += [{"part": "table", "name": n, "seed": s, "lr": args.lr, "options": {}}
                  for s in args.seeds for n in names]
     if "sweep" in args.part:
-        for n in names:
-            jobs += [{"part": "sweep", "name": n, "seed": 0, "lr": args.lr * f, "options": {}} for f in (1 / 3, 3)]
-            knob = default_knob(n, args.dim)
-            if knob is not None:
-                jobs += [{"part": "sweep", "name": n, "seed": 0, "lr": args.lr,
-                          "options": {METHODS[n].knob: knob * f}} for f in (0.5, 2)]
+        for s in args.seeds:
+            for n in names:
+                jobs += [{"part": "sweep", "name": n, "seed": s, "lr": args.lr * f, "options": {}} for f in (1 / 3, 3)]
+                knob = default_knob(n, args.dim)
+                if knob is not None:
+                    jobs += [{"part": "sweep", "name": n, "seed": s, "lr": args.lr,
+                              "options": {METHODS[n].knob: knob * f}} for f in (0.5, 2)]
     if "ablation" in args.part:
         jobs += [{"part": "ablation", "name": "matrix-ssl", "seed": 0, "lr": args.lr, "options": o}
                  for o in MATRIX_SSL_ABLATION]
