@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _lanczos, _spectral
+from . import _lanczos, _spectral, _trace
 from ._checks import (
     check_choice,
     check_flag,
@@ -49,48 +49,6 @@ __all__ = [
 ]
 
 _LOG_METHODS = ("eigh", "taylor")
-
-
-def _trace(A: torch.Tensor) -> torch.Tensor:
-    return A.diagonal(dim1=-2, dim2=-1).sum(-1)
-
-
-def _trace_of_product(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """``tr(A @ B) = sum_ij A_ij B_ji`` without forming the product (einsum
-    reads the transposed operand blockwise: 4x faster than ``(A * B.mT).sum()``)."""
-    return torch.einsum("...ij,...ji->...", A, B)
-
-
-def _xlogx(w: torch.Tensor) -> torch.Tensor:
-    """``w log w`` with ``0 log 0 = 0`` and non-positive ``w`` treated as 0.
-
-    The double ``where`` keeps the gradient finite (zero) on the masked
-    entries; masking ``xlogy(w, w)`` after the fact leaves NaN in the gradient."""
-    positive = w > 0
-    safe = torch.where(positive, w, torch.ones_like(w))
-    return torch.where(positive, safe * torch.log(safe), torch.zeros_like(w))
-
-
-def _eigvalsh(A: torch.Tensor) -> torch.Tensor:
-    # eigvalsh's backward is U diag(g) U^T: finite at repeated eigenvalues.
-    return torch.linalg.eigvalsh(_spectral.symmetrize(A))
-
-
-def _log(fn: str, A: torch.Tensor, method: str, order: int, check_radius: bool) -> torch.Tensor:
-    if method == "eigh":
-        return _spectral.symmetric_log(fn, A, check_radius)
-    if check_radius:
-        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
-        _spectral.warn_if_outside_radius(fn, A - eye)
-    return _spectral.taylor_log(A, order)
-
-
-def _trace_of_log_product(fn, P, Q, method, order, check_radius) -> torch.Tensor:
-    """``tr(P log Q)``; with ``method="eigh"`` without forming ``log Q``."""
-    if method == "eigh":
-        P, Q = torch.broadcast_tensors(P, Q)
-        return _spectral.trace_product_log(fn, P, Q, check_radius)
-    return _trace_of_product(P, _log(fn, Q, method, order, check_radius))
 
 
 def _check_log_args(fn: str, method, order) -> None:
@@ -174,7 +132,7 @@ def matrix_log(A: torch.Tensor, *, method: str = "eigh", order: int = 4, check_r
 
 @_spectral.spectral
 def _matrix_log(fn, A, method, order, check_radius):
-    return _log(fn, A, method, order, check_radius)
+    return _trace.logm(fn, A, method, order, check_radius)
 
 
 def matrix_entropy(
@@ -265,7 +223,7 @@ def matrix_entropy(
 
 @_spectral.spectral
 def _matrix_entropy(A):
-    return -_xlogx(_eigvalsh(A)).sum(-1) + _trace(A)
+    return -_trace.xlogx(_trace.eigvalsh(A)).sum(-1) + _trace.trace(A)
 
 
 def von_neumann_entropy(
@@ -318,11 +276,11 @@ def von_neumann_entropy(
 
 @_spectral.spectral
 def _von_neumann_entropy(A, normalize):
-    w = _eigvalsh(A)
+    w = _trace.eigvalsh(A)
     if normalize:
         total = w.clamp_min(0).sum(-1, keepdim=True)
         w = w / torch.where(total > 0, total, torch.ones_like(total))
-    return 0.0 - _xlogx(w).sum(-1)  # 0.0 - x: no -0.0 for the zero matrix
+    return 0.0 - _trace.xlogx(w).sum(-1)  # 0.0 - x: no -0.0 for the zero matrix
 
 
 def _check_pair(fn: str, P, Q, method, order) -> None:
@@ -391,7 +349,7 @@ def matrix_cross_entropy(
 
 @_spectral.spectral
 def _matrix_cross_entropy(fn, P, Q, method, order, check_radius):
-    return -_trace_of_log_product(fn, P, Q, method, order, check_radius) + _trace(Q)
+    return -_trace.trace_of_log_product(fn, P, Q, method, order, check_radius) + _trace.trace(Q)
 
 
 def matrix_kl_divergence(
@@ -449,13 +407,7 @@ def matrix_kl_divergence(
     if method == "lanczos":
         return _lanczos.matrix_divergence(fn, P, Q, kl=True, num_probes=num_probes, num_steps=num_steps,
                                           generator=generator, return_error=return_error)
-    return _matrix_kl_divergence(fn, P, Q, method, order, check_radius)
-
-
-@_spectral.spectral
-def _matrix_kl_divergence(fn, P, Q, method, order, check_radius):
-    plogp = _xlogx(_eigvalsh(P)).sum(-1)
-    return plogp - _trace_of_log_product(fn, P, Q, method, order, check_radius) - _trace(P) + _trace(Q)
+    return _trace.matrix_kl_divergence(fn, P, Q, method, order, check_radius)
 
 
 def effective_rank(A: torch.Tensor) -> torch.Tensor:
@@ -496,7 +448,7 @@ def _effective_rank(A):
     total = s.sum(-1, keepdim=True)
     nonzero = total > 0
     p = s / torch.where(nonzero, total, torch.ones_like(total))
-    return torch.where(nonzero.squeeze(-1), torch.exp(-_xlogx(p).sum(-1)), torch.zeros_like(total.squeeze(-1)))
+    return torch.where(nonzero.squeeze(-1), torch.exp(-_trace.xlogx(p).sum(-1)), torch.zeros_like(total.squeeze(-1)))
 
 
 def sylvester_logdet(X: torch.Tensor, Y: torch.Tensor | None = None, *, scale: float = 1.0) -> torch.Tensor:
@@ -552,46 +504,4 @@ def sylvester_logdet(X: torch.Tensor, Y: torch.Tensor | None = None, *, scale: f
                 f"batch dimensions, got {shape_str(X.shape)} and {shape_str(Y.shape)}."
             )
         check_same_device(fn, ("X", "Y"), X, Y)
-    return _sylvester_logdet(X, Y, scale)
-
-
-@_spectral.spectral
-def _sylvester_logdet(X, Y, scale, host_checks=True):
-    # host_checks=False (a loss with check_radius=False, or torch.compile
-    # tracing): no host read. A failed Cholesky factorization (non-finite or
-    # overflowing input) gives NaN instead of the LU fallback, and a
-    # non-positive determinant NaN without the warning.
-    host_checks = _spectral.host_reads_allowed(host_checks)
-    n, k = X.shape[-2], X.shape[-1]
-    symmetric = Y is None
-    Y = X if Y is None else Y
-    if n <= k:
-        M = scale * (X @ Y.mT)
-    else:
-        M = scale * (Y.mT @ X)
-    return _logdet_identity_plus(M, symmetric and scale >= 0, host_checks)
-
-
-def _logdet_identity_plus(M: torch.Tensor, positive_semidefinite: bool, host_checks: bool = True) -> torch.Tensor:
-    """``log det(I + M)``: Cholesky when ``M`` is known to be PSD (LU if that
-    fails), else LU with NaN and a warning where the determinant is not
-    positive. Shared by :func:`sylvester_logdet` and the losses that form
-    ``M`` from all-reduced moments. ``host_checks=False``: no host read (see
-    :func:`_sylvester_logdet`)."""
-    host_checks = _spectral.host_reads_allowed(host_checks)
-    M = M + torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
-    if positive_semidefinite:
-        L, info = torch.linalg.cholesky_ex(M)
-        if not host_checks:
-            ok = info == 0
-            diag = torch.where(ok.unsqueeze(-1), L.diagonal(dim1=-2, dim2=-1), torch.ones_like(M[..., 0]))
-            return torch.where(ok, 2.0 * torch.log(diag).sum(-1), torch.full_like(diag[..., 0], float("nan")))
-        if not bool((info != 0).any()):
-            return 2.0 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)
-    sign, logabs = torch.linalg.slogdet(M)
-    if host_checks and bool((sign <= 0).any()):
-        warn(
-            "sylvester_logdet: the determinant of I + c X Y^T is not positive, so its "
-            "log-determinant is not real; returning NaN for those matrices.",
-        )
-    return torch.where(sign > 0, logabs, torch.full_like(logabs, float("nan")))
+    return _trace.sylvester_logdet(X, Y, scale)
