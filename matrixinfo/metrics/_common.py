@@ -121,13 +121,14 @@ def _moments(fn: str, name: str, x: torch.Tensor, *, scatter: bool = True):
     rounding error of ``m``. Blocks are then combined by :func:`_combine`.
     Raises on NaN/inf (read once, from the d-sized results)."""
     n, d = x.shape
-    work = _spectral.compute_dtype(x.dtype)
+    policy = _spectral.precision(x)
+    work = policy.dtype
     itemsize = torch.empty((), dtype=work).element_size()
     rows = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (d * itemsize))
     f64 = dict(dtype=torch.float64, device=x.device)
     count, mean = 0, torch.zeros(d, **f64)
     m2 = torch.zeros(d, d, **f64) if scatter else None
-    with torch.no_grad(), _spectral.full_precision(x.device.type):
+    with torch.no_grad(), policy:
         centered = torch.empty(min(rows, n), d, dtype=work, device=x.device)  # reused: no page faults per block
         for start in range(0, n, rows):
             block = x[start : start + rows].to(work)

@@ -153,8 +153,9 @@ def rankme(Z) -> float:
     fn = "rankme"
     x = _as_samples(fn, "Z", Z)
     _check_finite(fn, "Z", x)
-    with torch.no_grad(), _spectral.full_precision(x.device.type):
-        s = torch.linalg.svdvals(x.to(_spectral.compute_dtype(x.dtype))).to(torch.float64)
+    with torch.no_grad(), _spectral.precision(x) as policy:
+        (x,) = policy.cast(x)
+        s = torch.linalg.svdvals(x).to(torch.float64)
         total = s.sum()
         if not bool(total > 0):
             return 0.0

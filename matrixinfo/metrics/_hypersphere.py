@@ -18,7 +18,7 @@ def _normalized(fn: str, name: str, z, *, min_rows: int = 1) -> torch.Tensor:
     """Rows of ``z`` scaled to unit length, in the computation dtype (zero rows stay zero)."""
     x = _as_samples(fn, name, z, min_rows=min_rows)
     _check_finite(fn, name, x)
-    x = x.to(_spectral.compute_dtype(x.dtype))
+    (x,) = _spectral.precision(x).cast(x)
     return torch.nn.functional.normalize(x, dim=1)
 
 
@@ -122,7 +122,7 @@ def uniformity(z, *, t: float = 2.0) -> float:
     n = x.shape[0]
     rows = max(1, _PAIR_BLOCK_BYTES // (8 * n))
     parts = []
-    with torch.no_grad(), _spectral.full_precision(x.device.type):
+    with torch.no_grad(), _spectral.precision(x):
         for start in range(0, n, rows):
             block = x[start : start + rows]
             # Only pairs (i, j) with j > i: columns from this block's first row on (half the GEMM work).

@@ -106,9 +106,8 @@ def lidar(embeddings, *, delta: float = 1e-4, eps: float = 1e-8) -> float:
         )
     _check_finite(fn, "embeddings", x)
     n, q, d = x.shape
-    with torch.no_grad(), _spectral.full_precision(x.device.type):
-        work = _spectral.compute_dtype(x.dtype)
-        x = x.to(work)
+    with torch.no_grad(), _spectral.precision(x) as policy:
+        (x,) = policy.cast(x)
         means = x.mean(1)  # (n, d), in the input's precision like the scatter's GEMM
         # Within-sample scatter: one (n q, d) GEMM on rows centered by their sample's mean.
         centered = (x - means.unsqueeze(1)).reshape(n * q, d)
@@ -196,8 +195,8 @@ class LidarAccumulator:
         if x.shape[0] == 0:
             return self
         _check_finite(fn, "batch", x)
-        with torch.no_grad(), _spectral.full_precision(x.device.type):
-            x = x.to(_spectral.compute_dtype(x.dtype))
+        with torch.no_grad(), _spectral.precision(x) as policy:
+            (x,) = policy.cast(x)
             means = x.mean(1)
             centered = (x - means.unsqueeze(1)).reshape(-1, self._dim)
             within = (centered.mT @ centered).to(torch.float64)
@@ -254,7 +253,7 @@ def _alpha_from_spectrum(fn: str, values: torch.Tensor, fit_range) -> float:
             f"pass a fit_range whose last index is at most {d} (and leave out the first and last few eigenvalues)."
         )
     lam = values[first - 1 : last].to(torch.float64)
-    floor = float(values[0]) * d * torch.finfo(torch.float64).eps
+    floor = float(_spectral.eigenvalue_floor(values.to(torch.float64)))  # see docs/numerics.rst
     if not bool((lam > floor).all()):
         positive = int((values > floor).sum())
         raise MatrixInfoValueError(
@@ -352,8 +351,8 @@ def _trace_and_top(fn: str, Z, center: bool, steps: int) -> tuple[float, float]:
     steps = check_int(fn, "steps", steps, 1)
     x = _as_samples(fn, "Z", Z)
     n, d = x.shape
-    with torch.no_grad(), _spectral.full_precision(x.device.type):
-        x = x.to(_spectral.compute_dtype(x.dtype))
+    with torch.no_grad(), _spectral.precision(x) as policy:
+        (x,) = policy.cast(x)
         f64 = dict(dtype=torch.float64, device=x.device)
         mean = torch.zeros(d, **f64)
         if center:
