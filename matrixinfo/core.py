@@ -13,10 +13,9 @@ Conventions shared by every function here:
   use eigenvalue-only gradients (trace functions) or a Daleckii-Krein backward
   (the matrix logarithm), both finite at exactly repeated eigenvalues, where
   plain autograd through :func:`torch.linalg.eigh` returns NaN.
-* Eigenvalues of a PSD input are floored at
-  ``n * eps(dtype) * max(|lambda_max|, sqrt(tiny))`` wherever a logarithm of them is
-  taken (the tolerance NumPy's ``matrix_rank`` uses), and treated as zero in
-  ``0 log 0 = 0`` terms.
+* Eigenvalues of a PSD input are raised to the package's eigenvalue floor
+  wherever a logarithm of them is taken (defined on the numerics page,
+  :ref:`numerics-floor`), and treated as zero in ``0 log 0 = 0`` terms.
 """
 
 from __future__ import annotations
@@ -66,10 +65,10 @@ def matrix_log(A: torch.Tensor, *, method: str = "eigh", order: int = 4, check_r
         :math:`(A + A^\top)/2` is read). With :math:`A = U \operatorname{diag}(\lambda) U^\top`,
 
         .. math:: \log A = U \operatorname{diag}(\log \max(\lambda_i, \lambda_{\mathrm{floor}})) U^\top,
-                  \qquad \lambda_{\mathrm{floor}} = n \cdot \mathrm{eps(dtype)} \cdot \max(|\lambda|_{\max}, \sqrt{\mathrm{tiny}}).
 
-        The floor (``n * 2.2e-16 * lambda_max`` in float64, ``n * 1.2e-7 *
-        lambda_max`` in float32) keeps the log of a singular or rounding-noise
+        with :math:`\lambda_{\mathrm{floor}}` the eigenvalue floor of the
+        numerics page (:ref:`numerics-floor`; relative to the largest
+        eigenvalue). The floor keeps the log of a singular or rounding-noise
         eigenvalue finite; eigenvalues far below zero (more than
         ``sqrt(eps) * lambda_max``) warn that the input is not PSD. The
         backward is the Daleckii-Krein formula with divided differences of
@@ -249,9 +248,12 @@ def von_neumann_entropy(
     Args:
         A: ``(*, n, n)`` symmetric PSD matrices.
         normalize: divide by the trace first.
-        method, num_probes, num_steps, generator, return_error: ``"eigh"``
-            (exact, default) or ``"lanczos"`` and its options, see
-            :func:`matrix_entropy`.
+        method: ``"eigh"`` (exact, default) or ``"lanczos"`` (stochastic
+            Lanczos quadrature, as in :func:`matrix_entropy`).
+        num_probes: probes (and deflation rank) of ``method="lanczos"``, ``>= 2``.
+        num_steps: Lanczos steps (quadrature nodes), ``>= 1``; capped at ``n``.
+        generator: :class:`torch.Generator` for the probes, or ``None`` (the global RNG).
+        return_error: return ``(value, error)`` (``method="lanczos"`` only).
 
     Returns:
         ``(*)`` tensor (a pair with ``return_error=True``). A zero matrix has entropy 0.
@@ -318,11 +320,17 @@ def matrix_cross_entropy(
         P: ``(*, n, n)`` PSD reference.
         Q: ``(*, n, n)`` model; symmetric PSD for ``method="eigh"``, any
             matrix with :math:`\rho(Q - I) < 1` for ``method="taylor"``.
-        method, order, check_radius: how :math:`\log Q` is computed, see
-            :func:`matrix_log`; or ``method="lanczos"``: both traces by
+        method: how :math:`\log Q` is computed: ``"eigh"`` or ``"taylor"``
+            (as in :func:`matrix_log`), or ``"lanczos"``: both traces by
             stochastic Lanczos quadrature (``P`` symmetric PSD, ``Q``
-            symmetric PD), with the options below.
-        num_probes, num_steps, generator, return_error: see :func:`matrix_entropy`.
+            symmetric PD).
+        order: number of terms of the Taylor series (``method="taylor"`` only).
+        check_radius: warn when the Taylor series is used outside its radius;
+            ``False`` also skips the PSD warning of ``"eigh"`` (no host read).
+        num_probes: probes (and deflation rank) of ``method="lanczos"``, ``>= 2``.
+        num_steps: Lanczos steps (quadrature nodes), ``>= 1``; capped at ``n``.
+        generator: :class:`torch.Generator` for the probes, or ``None`` (the global RNG).
+        return_error: return ``(value, error)`` (``method="lanczos"`` only).
 
     Returns:
         ``(*)`` tensor (batch dims of ``P`` and ``Q`` broadcast).
@@ -378,11 +386,17 @@ def matrix_kl_divergence(
     Args:
         P: ``(*, n, n)`` PSD reference.
         Q: ``(*, n, n)`` PD model (see :func:`matrix_cross_entropy` for the methods).
-        method, order, check_radius: how :math:`\log Q` is computed
-            (``"eigh"``, ``"taylor"`` or ``"lanczos"``, see
-            :func:`matrix_cross_entropy`); with ``"lanczos"``
-            :math:`\operatorname{tr}(P \log P)` is estimated from the same probes.
-        num_probes, num_steps, generator, return_error: see :func:`matrix_entropy`.
+        method: how :math:`\log Q` is computed: ``"eigh"``, ``"taylor"`` or
+            ``"lanczos"`` (as in :func:`matrix_cross_entropy`); with
+            ``"lanczos"`` :math:`\operatorname{tr}(P \log P)` is estimated from
+            the same probes.
+        order: number of terms of the Taylor series (``method="taylor"`` only).
+        check_radius: warn when the Taylor series is used outside its radius;
+            ``False`` also skips the PSD warning of ``"eigh"`` (no host read).
+        num_probes: probes (and deflation rank) of ``method="lanczos"``, ``>= 2``.
+        num_steps: Lanczos steps (quadrature nodes), ``>= 1``; capped at ``n``.
+        generator: :class:`torch.Generator` for the probes, or ``None`` (the global RNG).
+        return_error: return ``(value, error)`` (``method="lanczos"`` only).
 
     Returns:
         ``(*)`` tensor.

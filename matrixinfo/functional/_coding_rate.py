@@ -61,7 +61,12 @@ def tcr_loss(
     Args:
         *views: one or more ``(B, d)`` embeddings (the EMP-SSL patches).
         eps: :math:`\epsilon^2 > 0`.
-        method, order, gather_distributed, check_radius: as elsewhere.
+        method: ``"exact"`` (Cholesky log-determinant on the smaller side) or ``"taylor"``.
+        order: number of terms of the Taylor series (``method="taylor"``), ``>= 1``.
+        gather_distributed: compute over the global batch of all ``torch.distributed``
+            processes (see :doc:`/distributed`); nothing without a process group.
+        check_radius: warn when the Taylor series is outside its convergence
+            radius. ``False`` skips every host read (no GPU synchronization).
 
     Returns:
         0-d tensor to minimize.
@@ -105,6 +110,21 @@ def emp_tcr_loss(
     two factors cancel. With ``n = 1`` it is :func:`tcr_loss` with
     ``mu = 1/2``. ``eps`` is :math:`\epsilon^2`.
 
+    Args:
+        *views: the ``n >= 1`` views, ``(B, d)`` embeddings of the same shape
+            (row ``b`` of every view is the same sample).
+        eps: :math:`\epsilon^2 > 0`.
+        mu: weight :math:`\mu \ge 0` of the log-determinant.
+        method: ``"exact"`` (Cholesky log-determinant on the smaller side) or ``"taylor"``.
+        order: number of terms of the Taylor series (``method="taylor"``), ``>= 1``.
+        gather_distributed: compute over the global batch of all ``torch.distributed``
+            processes (see :doc:`/distributed`); nothing without a process group.
+        check_radius: warn when the Taylor series is outside its convergence
+            radius. ``False`` skips every host read (no GPU synchronization).
+
+    Returns:
+        0-d tensor to minimize.
+
     Examples:
         >>> import torch
         >>> from matrixinfo.functional import emp_tcr_loss, tcr_loss
@@ -142,6 +162,22 @@ def emp_ssl_loss(
     with the EMP-SSL defaults ``invariance_weight = 200``, ``tcr_weight = 1``,
     ``eps`` :math:`= \epsilon^2 = 0.2` (tsb0601/EMP-SSL). The mean
     :math:`\bar z` is not detached.
+
+    Args:
+        *views: the ``n >= 1`` patches, ``(B, d)`` embeddings of the same shape
+            (row ``b`` of every view is the same sample).
+        eps: :math:`\epsilon^2 > 0` of the coding rate.
+        invariance_weight: :math:`w_{\mathrm{inv}} \ge 0`, weight of the cosine term.
+        tcr_weight: :math:`w_{\mathrm{tcr}} \ge 0`, weight of the coding rate.
+        method: ``"exact"`` (Cholesky log-determinant on the smaller side) or ``"taylor"``.
+        order: number of terms of the Taylor series (``method="taylor"``), ``>= 1``.
+        gather_distributed: compute over the global batch of all ``torch.distributed``
+            processes (see :doc:`/distributed`); nothing without a process group.
+        check_radius: warn when the Taylor series is outside its convergence
+            radius. ``False`` skips every host read (no GPU synchronization).
+
+    Returns:
+        0-d tensor to minimize.
 
     Examples:
         >>> import torch
@@ -216,7 +252,13 @@ def mec_loss(
         target: ``(B, d)`` target embeddings (not detached by the loss).
         eps: :math:`\epsilon^2 > 0`.
         lam_scale: warm-up multiplier of :math:`\lambda` in ``(0, 1]``.
-        order, method, gather_distributed, check_radius: as elsewhere.
+        order: number of terms of the Taylor series (``method="taylor"``), ``>= 1``.
+        method: ``"taylor"`` (default, the authors') or ``"exact"`` (LU
+            log-determinant on the smaller side).
+        gather_distributed: compute over the global batch of all ``torch.distributed``
+            processes (see :doc:`/distributed`); nothing without a process group.
+        check_radius: warn when the Taylor series is outside its convergence
+            radius. ``False`` skips every host read (no GPU synchronization).
 
     Returns:
         0-d tensor to minimize.

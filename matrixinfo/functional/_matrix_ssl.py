@@ -334,8 +334,15 @@ def matrix_kl_alignment_loss(
     Args:
         online: ``(B, d)`` online embeddings (gradient flows here).
         target: ``(B, d)`` target embeddings (not detached by the loss).
-        mu, order, method, formulation, gather_distributed, check_radius:
-            as in :func:`matrix_kl_uniformity_loss`.
+        mu: shift :math:`\mu > 0` of both covariances; it keeps the Taylor
+            series convergent.
+        order: number of terms of the Taylor series (``method="taylor"``), ``>= 1``.
+        method: ``"taylor"`` or ``"exact"`` (eigh matrix logarithm, ``d x d``).
+        formulation: ``"official"`` or ``"paper"``.
+        gather_distributed: compute over the global batch of all ``torch.distributed``
+            processes (see :doc:`/distributed`); nothing without a process group.
+        check_radius: warn when the Taylor series is outside its convergence
+            radius. ``False`` skips every host read (no GPU synchronization).
 
     Returns:
         0-d tensor to minimize.
@@ -391,8 +398,16 @@ def matrix_ssl_loss(
         online: ``(B, d)`` online embeddings (gradient flows here).
         target: ``(B, d)`` target embeddings (not detached by the loss).
         gamma: weight of the alignment term.
-        lam, mu, order, method, formulation, gather_distributed, check_radius:
-            see :func:`matrix_kl_uniformity_loss`.
+        lam: weight :math:`w \ge 0` of the identity target of the uniformity
+            term (``formulation="official"``; ignored by ``"paper"``).
+        mu: shift :math:`\mu > 0` of the covariances in both terms.
+        order: number of terms of the Taylor series (``method="taylor"``), ``>= 1``.
+        method: ``"taylor"`` or ``"exact"`` (both terms).
+        formulation: ``"official"`` or ``"paper"`` (both terms).
+        gather_distributed: compute over the global batch of all ``torch.distributed``
+            processes (see :doc:`/distributed`); nothing without a process group.
+        check_radius: warn when the Taylor series is outside its convergence
+            radius. ``False`` skips every host read (no GPU synchronization).
 
     Returns:
         0-d tensor to minimize.
@@ -476,7 +491,11 @@ def uniformity_mce_loss(
             side) or ``"taylor"``, which converges when :math:`\lambda > 0` and
             :math:`\lambda + \|Z\|_2^2 / B < 2`; unit rows give
             :math:`\|Z\|_2^2 / B \le 1`, so :math:`0 < \lambda < 1` suffices.
-        order, gather_distributed, check_radius: as elsewhere.
+        order: number of terms of the Taylor series (``method="taylor"``), ``>= 1``.
+        gather_distributed: compute over the global batch of all ``torch.distributed``
+            processes (see :doc:`/distributed`); nothing without a process group.
+        check_radius: warn when the Taylor series is outside its convergence
+            radius. ``False`` skips every host read (no GPU synchronization).
 
     Returns:
         0-d tensor to minimize.
@@ -510,7 +529,21 @@ def uniformity_mkl_loss(
               = \mathcal{L}_{\mathrm{UMCE}} - \mathrm{ME}\big((\tfrac1d + \lambda) I_d\big),
 
     non-negative, and zero exactly at :math:`\frac1B Z^\top Z = \frac1d I`.
-    Arguments as in :func:`uniformity_mce_loss`.
+
+    Args:
+        *views: one or more ``(B, d)`` embeddings of the same shape.
+        lam: :math:`\lambda > 0`; ``None`` (default) means :math:`1/d`.
+        method: ``"exact"`` (default; Cholesky log-determinant on the smaller
+            side) or ``"taylor"`` (converges for :math:`0 < \lambda < 1` on
+            unit rows, as for :func:`uniformity_mce_loss`).
+        order: number of terms of the Taylor series (``method="taylor"``), ``>= 1``.
+        gather_distributed: compute over the global batch of all ``torch.distributed``
+            processes (see :doc:`/distributed`); nothing without a process group.
+        check_radius: warn when the Taylor series is outside its convergence
+            radius. ``False`` skips every host read (no GPU synchronization).
+
+    Returns:
+        0-d tensor to minimize, ``>= 0`` (exact method).
 
     Examples:
         >>> import torch

@@ -218,7 +218,16 @@ def vicreg_loss(
 # --------------------------------------------------------------------------- #
 # CorInfoMax                                                                   #
 # --------------------------------------------------------------------------- #
-class CorInfoMaxState(NamedTuple):
+class _CorInfoMaxFields(NamedTuple):
+    # The fields, in a base class of their own: the docstring of CorInfoMaxState
+    # describes them, and Sphinx would list annotated fields a second time.
+    R1: torch.Tensor
+    R2: torch.Tensor
+    mu1: torch.Tensor
+    mu2: torch.Tensor
+
+
+class CorInfoMaxState(_CorInfoMaxFields):
     """Running estimates of :func:`corinfomax_loss`, one per branch, float64,
     without gradient: covariances ``R1``, ``R2`` of shape ``(d, d)`` and means
     ``mu1``, ``mu2`` of shape ``(d,)``. A :class:`~typing.NamedTuple`: it
@@ -234,10 +243,7 @@ class CorInfoMaxState(NamedTuple):
         tensor([0., 0.], dtype=torch.float64)
     """
 
-    R1: torch.Tensor
-    R2: torch.Tensor
-    mu1: torch.Tensor
-    mu2: torch.Tensor
+    __slots__ = ()
 
     @classmethod
     def initial(cls, dim: int, device=None) -> "CorInfoMaxState":
