@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 import torch
+from _tolerances import AUTOCAST_RTOL, FLOAT32_MAX_COND, GRADCHECK, RTOL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.autograd import gradcheck, gradgradcheck
@@ -33,30 +34,6 @@ from matrixinfo import (
 )
 
 # ---------------------------------------------------------------------------
-# The one tolerance table. Errors are measured as
-#     max |got - ref| / max(1, max |ref|)
-# (relative, with an absolute floor of the same size for values near 0).
-RTOL = {
-    torch.float64: 1e-10,
-    torch.float32: 1e-5,
-}
-# Looser or special numbers, each with its reason:
-# * float32 reference tests use condition numbers <= 10: the float32 eigensolver's
-#   eigenvalue error is ~ n * eps32 * lambda_max, which is a relative error of
-#   n * eps32 * cond in the smallest eigenvalue and an absolute error of the same
-#   size in its logarithm (8 * 1.2e-7 * 10 = 1e-5 at the limit of the float32 row).
-FLOAT32_MAX_COND = 10.0
-# * gradcheck compares against central finite differences with step 1e-6; their
-#   truncation error is ~1e-12 * |f'''| and their rounding error ~1e-16 / 1e-6 =
-#   1e-10 relative, so 1e-8 / 1e-6 (tighter than torch's defaults 1e-5 / 1e-3)
-#   leave a margin of 100 on well-conditioned float64 inputs.
-GRADCHECK = dict(eps=1e-6, atol=1e-8, rtol=1e-6)
-# * half precision is computed in float32 and rounded once: the result must be
-#   bit-identical to the float32 result on the same (rounded) input, cast back.
-# * autocast: the spectral block runs with autocast disabled, so results must be
-#   within the float32 row (1e-5) of float32 with autocast off.
-AUTOCAST_RTOL = RTOL[torch.float32]
-
 F64 = torch.float64
 F32 = torch.float32
 

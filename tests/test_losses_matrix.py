@@ -21,16 +21,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from _tolerances import FD_RTOL, GRAD_RTOL, RTOL64
 
 import matrixinfo.functional as MF
 from matrixinfo import losses as ML
-
-# Tolerances (one table). float64 values from different summation orders: 1e-10
-# relative. Gradients from the torch transcription: 1e-9 relative to the largest
-# entry. Finite differences of the NumPy oracle (h = 1e-6, central): 1e-6.
-RTOL64 = 1e-10
-GRAD_RTOL = 1e-9
-FD_RTOL = 1e-6
 
 SIZES = [(16, 8), (12, 12), (8, 20)]  # B > d, B = d, B < d
 
