@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Union
 
 import torch
 
@@ -15,6 +16,12 @@ from .._checks import (
     shape_str,
 )
 from ..core import matrix_entropy as _matrix_entropy
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# What the metrics accept as embeddings or labels: a torch tensor or a NumPy array.
+ArrayLike = Union[torch.Tensor, "np.ndarray"]
 
 # Rows are processed in blocks whose working copy is about this many bytes:
 # it bounds the memory beyond the input, whatever N.

@@ -14,6 +14,7 @@ from .._checks import (
 )
 from ..core import effective_rank as _effective_rank
 from ._common import (
+    ArrayLike,
     _as_labels,
     _as_samples,
     _check_finite,
@@ -28,7 +29,7 @@ from ._streaming import _accumulate
 # ----------------------------------------------------------------------------- one-shot metrics
 
 
-def covariance_effective_rank(Z, *, center: bool = True) -> float:
+def covariance_effective_rank(Z: ArrayLike, *, center: bool = True) -> float:
     r"""Effective rank of the covariance of embeddings (paper Def. 3.5 on the :math:`\sigma^2` convention).
 
     .. math:: C = \frac1N \sum_{i=1}^N (z_i - \mu)(z_i - \mu)^\top, \qquad
@@ -73,7 +74,7 @@ def covariance_effective_rank(Z, *, center: bool = True) -> float:
     return _accumulate("covariance_effective_rank", Z).effective_rank(center=center)
 
 
-def embedding_matrix_entropy(Z, *, center: bool = True) -> float:
+def embedding_matrix_entropy(Z: ArrayLike, *, center: bool = True) -> float:
     r"""Matrix entropy (paper Def. 3.1) of the trace-normalized covariance of embeddings.
 
     .. math:: \hat C = \frac{C}{\operatorname{tr} C},\qquad
@@ -114,7 +115,7 @@ def embedding_matrix_entropy(Z, *, center: bool = True) -> float:
     return _accumulate("embedding_matrix_entropy", Z).matrix_entropy(center=center)
 
 
-def rankme(Z) -> float:
+def rankme(Z: ArrayLike) -> float:
     r"""RankMe (Garrido et al., 2023): the effective rank of the raw embedding matrix.
 
     .. math:: p_j = \frac{\sigma_j(Z)}{\lVert\sigma(Z)\rVert_1} + 10^{-7},\qquad
@@ -182,7 +183,7 @@ def _gram_side_effective_rank(y: torch.Tensor, weights: torch.Tensor | None = No
     return float(_effective_rank(_spectral.symmetrize(gram)))
 
 
-def intra_class_effective_rank(Z, labels) -> float:
+def intra_class_effective_rank(Z: ArrayLike, labels: ArrayLike) -> float:
     r"""Intra-class effective rank (paper Def. E.1): the mean effective rank of the class covariances.
 
     .. math:: C_c = \frac{1}{n_c} \sum_{y_i = c} (z_i - \mu_c)(z_i - \mu_c)^\top,\qquad
@@ -257,7 +258,7 @@ def intra_class_effective_rank(Z, labels) -> float:
     return sum(ranks) / len(ranks)
 
 
-def inter_class_effective_rank(Z, labels, *, weighting: str = "classes") -> float:
+def inter_class_effective_rank(Z: ArrayLike, labels: ArrayLike, *, weighting: str = "classes") -> float:
     r"""Inter-class effective rank (paper Def. E.2): the effective rank of the spread of the class means.
 
     With class means :math:`\mu_c` and the global mean of all ``N`` samples

@@ -8,7 +8,7 @@ import torch
 
 from .. import _spectral
 from .._checks import check_number, MatrixInfoValueError, shape_str
-from ._common import _as_samples, _check_finite
+from ._common import _as_samples, _check_finite, ArrayLike
 
 # Rows of the pairwise block in uniformity: about this many bytes of distances per block.
 _PAIR_BLOCK_BYTES = 1 << 24
@@ -22,7 +22,7 @@ def _normalized(fn: str, name: str, z, *, min_rows: int = 1) -> torch.Tensor:
     return torch.nn.functional.normalize(x, dim=1)
 
 
-def alignment(z1, z2, *, alpha: float = 2.0) -> float:
+def alignment(z1: ArrayLike, z2: ArrayLike, *, alpha: float = 2.0) -> float:
     r"""Alignment (Wang & Isola, 2020): mean distance between positive pairs on the unit sphere.
 
     .. math:: \mathcal L_{\text{align}} = \frac1N \sum_{i=1}^N
@@ -75,7 +75,7 @@ def alignment(z1, z2, *, alpha: float = 2.0) -> float:
         return float(dist.pow(alpha).mean())
 
 
-def uniformity(z, *, t: float = 2.0) -> float:
+def uniformity(z: ArrayLike, *, t: float = 2.0) -> float:
     r"""Uniformity (Wang & Isola, 2020): log of the mean Gaussian potential over distinct pairs on the sphere.
 
     .. math:: \mathcal L_{\text{uniform}} = \log \frac{2}{N(N - 1)} \sum_{i < j}

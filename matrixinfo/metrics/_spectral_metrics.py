@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from .. import _distributed, _spectral
 from .._checks import check_int, check_number, check_tensor, MatrixInfoValueError, shape_str
-from ._common import _as_samples, _as_tensor, _check_finite, _moments
+from ._common import _as_samples, _as_tensor, _check_finite, _moments, ArrayLike
 
 # alpha-ReQ's default fit range, as 1-based inclusive eigenvalue indices: the
 # reference's ``np.arange(10, 100)`` of 0-based indices (reptrix, alpha.py).
@@ -30,7 +30,7 @@ _SKINNY_BYTES = 1 << 20
 # ----------------------------------------------------------------------------- LiDAR
 
 
-def lidar(embeddings, *, delta: float = 1e-4, eps: float = 1e-8) -> float:
+def lidar(embeddings: ArrayLike, *, delta: float = 1e-4, eps: float = 1e-8) -> float:
     r"""LiDAR (Thilak et al., 2023): the effective rank of the LDA matrix of augmented views.
 
     For ``n`` samples with ``q`` augmented views each, :math:`z_{ij}` (view ``j``
@@ -179,8 +179,14 @@ class LidarAccumulator:
     def __repr__(self) -> str:
         return f"LidarAccumulator(dim={self._dim}, samples={self._means.count}, views={self._views})"
 
-    def update(self, batch) -> "LidarAccumulator":
-        """Add ``(b, q, d)`` embeddings: ``b`` samples with all their ``q >= 2`` views. Returns ``self``.
+    def update(self, batch: ArrayLike) -> "LidarAccumulator":
+        """Add ``(b, q, d)`` embeddings: ``b`` samples with all their ``q >= 2`` views.
+
+        Args:
+            batch: ``(b, q, d)`` torch tensor or NumPy array, floating.
+
+        Returns:
+            ``self``, so calls can be chained.
 
         Raises:
             MatrixInfoValueError: wrong shape (or ``q`` differs from the first batch's); NaN or inf.
@@ -216,6 +222,13 @@ class LidarAccumulator:
 
     def compute(self, *, delta: float = 1e-4, eps: float = 1e-8) -> float:
         """:func:`lidar` of all samples seen.
+
+        Args:
+            delta: ridge :math:`\delta > 0` added to the within-class scatter, as in :func:`lidar`.
+            eps: :math:`\epsilon > 0` added to each eigenvalue before normalizing, as in :func:`lidar`.
+
+        Returns:
+            LiDAR, a Python float.
 
         Raises:
             MatrixInfoValueError: fewer than 2 samples; bad ``delta``/``eps``.
@@ -267,7 +280,7 @@ def _alpha_from_spectrum(fn: str, values: torch.Tensor, fit_range) -> float:
     return float((w * (x - xm) * (y - ym)).sum() / (w * (x - xm) ** 2).sum())
 
 
-def alpha_req(Z, *, fit_range: tuple[int, int] = _ALPHA_FIT_RANGE) -> float:
+def alpha_req(Z: ArrayLike, *, fit_range: tuple[int, int] = _ALPHA_FIT_RANGE) -> float:
     r"""alpha-ReQ (Agrawal et al., 2022): the power-law decay exponent of the covariance spectrum.
 
     With the covariance eigenvalues :math:`\lambda_1 \ge \lambda_2 \ge \dots`
@@ -406,7 +419,7 @@ def _trace_and_top(fn: str, Z, center: bool, steps: int) -> tuple[float, float]:
         return trace, float(torch.linalg.eigvalsh(_spectral.symmetrize(projected))[-1])
 
 
-def nesum(Z, *, steps: int = _KRYLOV_STEPS) -> float:
+def nesum(Z: ArrayLike, *, steps: int = _KRYLOV_STEPS) -> float:
     r"""NESum (He & Ozay, 2022): the sum of the covariance eigenvalues, each normalized by the largest.
 
     .. math:: \operatorname{NESum}(Z) = \sum_{i=1}^{d} \frac{\lambda_i(C)}{\lambda_1(C)}
@@ -467,7 +480,7 @@ def nesum(Z, *, steps: int = _KRYLOV_STEPS) -> float:
     return trace / top if top > 0 else 0.0
 
 
-def stable_rank(Z, *, center: bool = True, steps: int = _KRYLOV_STEPS) -> float:
+def stable_rank(Z: ArrayLike, *, center: bool = True, steps: int = _KRYLOV_STEPS) -> float:
     r"""Stable (numerical) rank of the embedding matrix, centered as the covariance is.
 
     .. math:: \operatorname{srank}(Z) = \frac{\lVert Y\rVert_F^2}{\lVert Y\rVert_2^2}

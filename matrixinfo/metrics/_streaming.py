@@ -17,6 +17,7 @@ from ..core import effective_rank as _effective_rank
 from ._common import (
     _as_samples,
     _combine,
+    ArrayLike,
     _moments,
     _normalized_matrix_entropy,
     _second_moment,
@@ -161,10 +162,16 @@ class CovarianceAccumulator:
         }
 
     def load_state_dict(self, state: dict) -> "CovarianceAccumulator":
-        """Restore the statistics saved by :meth:`state_dict`. Returns ``self``.
+        """Restore the statistics saved by :meth:`state_dict`.
 
         The statistics then live on the device of ``state["mean"]`` (so
         ``torch.load(..., map_location=...)`` decides it).
+
+        Args:
+            state: the dict returned by :meth:`state_dict`.
+
+        Returns:
+            ``self``, so calls can be chained.
 
         Raises:
             MatrixInfoValueError: ``state`` is not such a dict, or its ``dim``
@@ -215,7 +222,7 @@ class CovarianceAccumulator:
         self._require_samples("CovarianceAccumulator.mean")
         return self._mean.clone()
 
-    def update(self, batch) -> "CovarianceAccumulator":
+    def update(self, batch: ArrayLike) -> "CovarianceAccumulator":
         """Add a batch of embeddings. Returns ``self``.
 
         Args:
@@ -241,7 +248,13 @@ class CovarianceAccumulator:
         return self
 
     def merge(self, other: "CovarianceAccumulator") -> "CovarianceAccumulator":
-        """Add the samples summarized by ``other`` (left unchanged). Returns ``self``.
+        """Add the samples summarized by ``other`` (left unchanged).
+
+        Args:
+            other: a :class:`CovarianceAccumulator` of the same ``dim``.
+
+        Returns:
+            ``self``, so calls can be chained.
 
         Raises:
             MatrixInfoTypeError: ``other`` is not a :class:`CovarianceAccumulator`.
@@ -260,7 +273,7 @@ class CovarianceAccumulator:
         self._reduced = self._reduced or other._reduced
         return self
 
-    def all_reduce(self, group=None) -> "CovarianceAccumulator":
+    def all_reduce(self, group: dist.ProcessGroup | None = None) -> "CovarianceAccumulator":
         r"""Replace this process's statistics by those of all processes' samples.
 
         Must be called by every process of ``group``; afterwards every process
@@ -338,7 +351,7 @@ class CovarianceAccumulator:
         """Eigenvalues of :meth:`covariance`, in descending order.
 
         Args:
-            center: see :meth:`covariance`.
+            center: ``True`` for the covariance, ``False`` for the uncentered second moment.
 
         Returns:
             ``(d,)`` float64 tensor; rounding noise below zero (of a
@@ -353,7 +366,13 @@ class CovarianceAccumulator:
         return torch.linalg.eigvalsh(c).flip(0).clamp_min(0)
 
     def effective_rank(self, *, center: bool = True) -> float:
-        """Effective rank of :meth:`covariance`; see :func:`covariance_effective_rank`.
+        """Effective rank of :meth:`covariance`, as :func:`covariance_effective_rank` defines it.
+
+        Args:
+            center: ``True`` for the covariance, ``False`` for the uncentered second moment.
+
+        Returns:
+            The effective rank, a Python float.
 
         Raises:
             MatrixInfoValueError: no samples yet.
@@ -363,7 +382,13 @@ class CovarianceAccumulator:
         return float(_effective_rank(_second_moment(self._count, self._mean, self._m2, center)))
 
     def matrix_entropy(self, *, center: bool = True) -> float:
-        """Matrix entropy of the trace-normalized :meth:`covariance`; see :func:`embedding_matrix_entropy`.
+        """Matrix entropy of the trace-normalized :meth:`covariance`, as :func:`embedding_matrix_entropy` defines it.
+
+        Args:
+            center: ``True`` for the covariance, ``False`` for the uncentered second moment.
+
+        Returns:
+            The matrix entropy, a Python float.
 
         Raises:
             MatrixInfoValueError: no samples yet.
@@ -379,6 +404,9 @@ class CovarianceAccumulator:
         whole ``Z`` estimates :math:`\lambda_{\max}` without forming ``C``.
         Equals :meth:`stable_rank` (centered). Constant samples give 0.
 
+        Returns:
+            NESum, a Python float.
+
         Raises:
             MatrixInfoValueError: no samples yet.
         """
@@ -386,10 +414,13 @@ class CovarianceAccumulator:
         return self.stable_rank()
 
     def stable_rank(self, *, center: bool = True) -> float:
-        r"""Stable rank :math:`\operatorname{tr}C / \lambda_{\max}(C)`; see :func:`stable_rank`.
+        r"""Stable rank :math:`\operatorname{tr}C / \lambda_{\max}(C)`, as :func:`stable_rank` defines it.
 
         Args:
-            center: see :meth:`covariance`.
+            center: ``True`` for the covariance, ``False`` for the uncentered second moment.
+
+        Returns:
+            The stable rank, a Python float.
 
         Raises:
             MatrixInfoValueError: no samples yet.
@@ -400,7 +431,13 @@ class CovarianceAccumulator:
         return float(c.diagonal().sum()) / top if top > 0 else 0.0
 
     def alpha_req(self, *, fit_range: tuple[int, int] = _ALPHA_FIT_RANGE) -> float:
-        """alpha-ReQ power-law exponent of the streamed covariance spectrum; see :func:`alpha_req`.
+        """alpha-ReQ power-law exponent of the streamed covariance spectrum, as :func:`alpha_req` defines it.
+
+        Args:
+            fit_range: 1-based ``(first, last)`` eigenvalue indices of the fit, as in :func:`alpha_req`.
+
+        Returns:
+            The exponent :math:`\alpha`, a Python float.
 
         Raises:
             MatrixInfoValueError: no samples yet; ``d`` or the rank below the fit range.
