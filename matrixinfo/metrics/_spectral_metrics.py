@@ -221,7 +221,7 @@ class LidarAccumulator:
         return self
 
     def compute(self, *, delta: float = 1e-4, eps: float = 1e-8) -> float:
-        """:func:`lidar` of all samples seen.
+        r""":func:`lidar` of all samples seen.
 
         Args:
             delta: ridge :math:`\delta > 0` added to the within-class scatter, as in :func:`lidar`.
