@@ -16,7 +16,7 @@ import contextvars
 import math
 import sys
 import warnings
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -57,7 +57,7 @@ class MatrixInfoTypeError(TypeError):
         ... except MatrixInfoTypeError as err:
         ...     print(err)
         effective_rank: expected A to have a real floating dtype (float16, bfloat16, float32 or float64), got torch.int64.
-    """
+    """  # noqa: E501 - a doctest's expected output is one line
 
 
 class MatrixInfoWarning(RuntimeWarning):
@@ -181,7 +181,7 @@ def check_same_matrix_shape(fn: str, names: tuple[str, str], a: torch.Tensor, b:
 def check_same_device(fn: str, names: Iterable[str], *tensors: torch.Tensor) -> None:
     devices = [t.device for t in tensors]
     if any(d != devices[0] for d in devices[1:]):
-        listing = ", ".join(f"{n} on {d}" for n, d in zip(names, devices))
+        listing = ", ".join(f"{n} on {d}" for n, d in zip(names, devices, strict=False))
         raise MatrixInfoValueError(f"{fn}: expected all inputs on one device, got {listing}.")
 
 
@@ -279,7 +279,8 @@ def warn(message: str, key: str | None = None) -> None:
     the call inside the library.
 
     ``key`` names the kind of warning (by default the first 60 characters of
-    the message, which hold the function and the kind, not the figures). Inside a loss module's ``forward`` (:func:`warnings_owned_by`) the
+    the message, which hold the function and the kind, not the figures).
+    Inside a loss module's ``forward`` (:func:`warnings_owned_by`) the
     message is stored as the module's ``last_warning`` and shown once per
     module and key; otherwise once per calling line and key. Filters with the
     ``"always"`` or ``"error"`` action see every occurrence."""
@@ -316,7 +317,7 @@ def warn(message: str, key: str | None = None) -> None:
 def check_embeddings(fn: str, names: Sequence[str], *zs, min_rows: int = 2) -> None:
     """Embeddings must be floating ``(B, d)`` tensors with ``B >= min_rows``, of
     one shape and on one device."""
-    for name, z in zip(names, zs):
+    for name, z in zip(names, zs, strict=False):
         check_tensor(fn, name, z)
         if z.ndim != 2 or z.shape[0] < min_rows or z.shape[1] < 1:
             raise MatrixInfoValueError(
@@ -325,6 +326,6 @@ def check_embeddings(fn: str, names: Sequence[str], *zs, min_rows: int = 2) -> N
             )
     shapes = [tuple(z.shape) for z in zs]
     if any(s != shapes[0] for s in shapes[1:]):
-        listing = " and ".join(f"{n} {shape_str(s)}" for n, s in zip(names, shapes))
+        listing = " and ".join(f"{n} {shape_str(s)}" for n, s in zip(names, shapes, strict=False))
         raise MatrixInfoValueError(f"{fn}: expected inputs of the same shape (B, d), got {listing}.")
     check_same_device(fn, names, *zs)

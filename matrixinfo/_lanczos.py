@@ -49,7 +49,7 @@ decays geometrically and the term is an over-estimate).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -74,7 +74,7 @@ class precision:  # noqa: N801 - used like a function: ``with precision(x, y) as
         """The tensors in the dtype of the work."""
         return tuple(t.to(self.dtype) for t in tensors)
 
-    def __enter__(self) -> "precision":
+    def __enter__(self) -> precision:
         self._block = full_precision(self.device_type)
         self._block.__enter__()
         return self
@@ -124,7 +124,7 @@ def spectral(fn):
         args = [a.to(policy.dtype) if isinstance(a, torch.Tensor) else a for a in args]
         where = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
         bad, cleaned = non_finite_guard(*[args[i] for i in where])
-        for i, t in zip(where, cleaned):
+        for i, t in zip(where, cleaned, strict=True):
             args[i] = t
         with policy:
             out = nan_where(bad, fn(*args, **kwargs))

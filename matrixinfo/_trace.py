@@ -102,7 +102,7 @@ class TracePolynomial(torch.autograd.Function):
     @staticmethod
     def forward(M: torch.Tensor, coeffs: tuple):  # type: ignore[override]
         powers = matrix_powers(M, len(coeffs))
-        total = sum(c * t for c, t in zip(coeffs, power_traces(powers, len(coeffs))))
+        total = sum(c * t for c, t in zip(coeffs, power_traces(powers, len(coeffs)), strict=True))
         return (total, *powers[1:])
 
     @staticmethod

@@ -1,5 +1,7 @@
-r"""The matrix-information core: matrix logarithm, matrix entropy, matrix KL
-divergence, matrix cross-entropy, effective rank and a Sylvester log-determinant.
+r"""The matrix-information core.
+
+Matrix logarithm, matrix entropy, matrix KL divergence, matrix cross-entropy,
+effective rank and a Sylvester log-determinant.
 
 Conventions shared by every function here:
 
@@ -24,6 +26,7 @@ import torch
 
 from . import _lanczos, _spectral, _trace
 from ._checks import (
+    MatrixInfoValueError,
     check_choice,
     check_flag,
     check_int,
@@ -32,9 +35,7 @@ from ._checks import (
     check_same_device,
     check_same_matrix_shape,
     check_square,
-    MatrixInfoValueError,
     shape_str,
-    warn,
 )
 
 __all__ = [

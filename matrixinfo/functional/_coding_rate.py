@@ -1,6 +1,7 @@
-r"""Coding-rate losses: the total coding rate (TCR), EMP-SSL's coding rate of
-concatenated views (EMP-TCR) and total loss (EMP-SSL), and maximum entropy
-coding (MEC).
+r"""Coding-rate losses: TCR, EMP-TCR, EMP-SSL and MEC.
+
+The total coding rate (TCR), EMP-SSL's coding rate of concatenated views
+(EMP-TCR) and total loss (EMP-SSL), and maximum entropy coding (MEC).
 
 Each is a log-determinant of a scaled auto- or cross-covariance of
 l2-normalized embeddings, computed by the Taylor series or exactly;
@@ -102,7 +103,8 @@ def emp_tcr_loss(
     Each view is l2-normalized, then the ``n`` views of a sample are
     concatenated into :math:`\tilde z \in \mathbb{R}^{n d}`:
 
-    .. math:: \mathcal{L}_{\mathrm{EMP\text{-}TCR}} = -\mu \log\det\Big(I_{nd} + \frac{d}{B\,\epsilon^2} \tilde Z^\top \tilde Z\Big).
+    .. math:: \mathcal{L}_{\mathrm{EMP\text{-}TCR}}
+              = -\mu \log\det\Big(I_{nd} + \frac{d}{B\,\epsilon^2} \tilde Z^\top \tilde Z\Big).
 
     This is eq. 9 exactly (its identity has the dimension ``n d`` of
     :math:`\tilde z`). The code scales by :math:`\frac{nd}{B\epsilon^2}` and

@@ -1,6 +1,8 @@
-r"""Argument handling and the precision policy shared by the matrix-information losses
-(:mod:`._matrix_ssl` and :mod:`._coding_rate`); the trace machinery itself is
-in :mod:`matrixinfo._trace`.
+r"""Conventions of every functional loss, and the argument handling of the matrix ones.
+
+The argument handling and precision policy of the matrix-information losses
+(:mod:`._matrix_ssl` and :mod:`._coding_rate`) are here; the trace machinery
+itself is in :mod:`matrixinfo._trace`.
 
 Conventions shared by every loss of :mod:`matrixinfo.functional`:
 
@@ -55,7 +57,7 @@ or a trace of a product with one. Two methods compute it:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -74,10 +76,13 @@ def _common_checks(fn: str, method, order) -> None:
 def _prepare(
     fn: str, gather_distributed: bool, *zs: torch.Tensor, dim=None, min_rows: int = 2, check_radius: bool = True
 ):
-    """Check the flags; the distributed dispatch (:func:`matrixinfo._distributed.batch`:
-    rows gathered, or moments to all-reduce when ``dim <= B_global``); then the
+    """Check the flags, dispatch the batch, and cast and normalize the rows.
+
+    The distributed dispatch is :func:`matrixinfo._distributed.batch` (rows
+    gathered, or moments to all-reduce when ``dim <= B_global``); then the
     rows cast to the dtype of the work (:class:`matrixinfo._spectral.precision`
-    of all inputs) and l2-normalized."""
+    of all inputs) and l2-normalized.
+    """
     check_flag(fn, "gather_distributed", gather_distributed)
     check_flag(fn, "check_radius", check_radius)
     batch = _distributed.batch(fn, gather_distributed, *zs, dim=dim, min_rows=min_rows)
@@ -86,10 +91,12 @@ def _prepare(
 
 
 def _run(ref: torch.Tensor, compute):
-    """Run ``compute()`` under the precision policy of ``ref`` (rows already in
-    the dtype of the work, so autocast off is what it adds). The result stays in
+    """Run ``compute()`` under the precision policy of ``ref``.
+
+    The rows are already in the dtype of the work, so autocast off is what it adds. The result stays in
     that dtype: float32 for half-precision inputs, so that the loss is not
-    rounded to 3 significant digits."""
+    rounded to 3 significant digits.
+    """
     if ref.device.type == "meta":
         # Shape inference (meta tensors, e.g. FSDP initialization): a 0-d loss
         # of the compute dtype, connected to the graph; nothing is read on the host.

@@ -1,5 +1,7 @@
-r"""Contrastive and cosine losses in the paper's unified view: SimCLR
-(NT-Xent), SimSiam's negative cosine, BYOL and the spectral contrastive loss.
+r"""Contrastive and cosine losses: SimCLR, negative cosine, BYOL, spectral contrastive.
+
+SimCLR (NT-Xent), SimSiam's negative cosine, BYOL and the spectral
+contrastive loss.
 
 Each function reproduces its authors' definition (see :doc:`/reproducing`) and
 says where it sits in the paper's matrix-information view (section 4): the
@@ -223,9 +225,11 @@ def byol_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # Spectral contrastive loss                                                    #
 # --------------------------------------------------------------------------- #
 def _project_to_ball(z: torch.Tensor, radius: float) -> torch.Tensor:
-    """Rows with norm above ``radius`` scaled back onto the sphere of that
-    radius; the others unchanged. The double ``where`` keeps the gradient of
-    a zero row finite."""
+    """Rows with norm above ``radius`` scaled back onto the sphere of that radius.
+
+    The others are unchanged. The double ``where`` keeps the gradient of
+    a zero row finite.
+    """
     norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
     outside = norm > radius
     safe = torch.where(outside, norm, torch.ones_like(norm))

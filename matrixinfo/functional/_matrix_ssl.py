@@ -1,5 +1,7 @@
-r"""Matrix-SSL and the uniformity losses: the Matrix-KL uniformity and
-alignment losses, Matrix-SSL (their sum), and the uniformity MCE/MKL losses.
+r"""Matrix-SSL and the uniformity losses.
+
+The Matrix-KL uniformity and alignment losses, Matrix-SSL (their sum), and
+the uniformity MCE/MKL losses.
 
 Every loss here is a trace of a matrix logarithm of a covariance of
 l2-normalized embeddings plus a shift (or of a product with one), computed by
@@ -33,8 +35,9 @@ def _center(z: torch.Tensor) -> torch.Tensor:
 
 
 class _Gram:
-    """The small matrices of a centered (target ``p``, online ``z``) pair,
-    formed once and shared by the uniformity and alignment terms.
+    """The small matrices of a centered (target ``p``, online ``z``) pair.
+
+    They are formed once and shared by the uniformity and alignment terms.
 
     ``B < d``: ``cross = p z^T / n`` (``B x B``; its nonzero spectrum is that of
     ``C_pz = p^T z / n``) and ``auto = z z^T / n`` (that of ``C_zz``).
@@ -44,7 +47,8 @@ class _Gram:
     On the distributed moment path (``batch.moments``) ``p`` and ``z`` are this
     process's rows, centered with the global means, and every ``d x d``
     matrix and trace is a sum over the local rows all-reduced over the
-    processes (one reduction each)."""
+    processes (one reduction each).
+    """
 
     def __init__(self, p: torch.Tensor, z: torch.Tensor, divisor: float, batch=None):
         self.p, self.z, self.divisor = p, z, divisor
@@ -84,7 +88,7 @@ class _Gram:
             self._traces = tuple(t / self.divisor for t in sums)
         return self._traces
 
-    def target_pair(self) -> "_Gram":
+    def target_pair(self) -> _Gram:
         """The pair ``(p, p)``, sharing ``C_pp``."""
         g = _Gram(self.p, self.p, self.divisor, self.batch)
         if self.batch is not None:
@@ -93,8 +97,9 @@ class _Gram:
 
 
 def _weighted_trace_log_taylor(g: _Gram, shift: float, order: int) -> torch.Tensor:
-    r"""``tr((C_pp + shift I) log_T(C_zz + shift I))`` for the centered pair of
-    ``g``, ``C_xx = x^T x / n``, without forming d x d matrices when ``B < d``.
+    r"""``tr((C_pp + shift I) log_T(C_zz + shift I))`` for the centered pair of ``g``.
+
+    ``C_xx = x^T x / n``; no d x d matrix is formed when ``B < d``.
 
     With ``S = C_zz``: ``log_T(S + shift I) = sum_j alpha_j S^j`` and we need
     ``u_j = tr(C_pp S^j)`` and ``s_j = tr(S^j)``.

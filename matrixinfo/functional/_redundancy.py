@@ -1,5 +1,4 @@
-r"""Redundancy-reduction losses in the paper's unified view: Barlow Twins,
-VICReg and CorInfoMax.
+r"""Redundancy-reduction losses: Barlow Twins, VICReg and CorInfoMax.
 
 Each function reproduces its authors' definition (see :doc:`/reproducing`) and
 says where it sits in the paper's matrix-information view (section 4): the
@@ -11,7 +10,7 @@ Conventions (shapes, precision, ``gather_distributed``) are those of
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 
@@ -39,10 +38,13 @@ def _off_diagonal_square_sum(c: torch.Tensor) -> torch.Tensor:
 # Barlow Twins                                                                 #
 # --------------------------------------------------------------------------- #
 def _batch_correlation(batch: _distributed.Batch, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """``c = s(Z_1)^T s(Z_2) / B`` with ``s`` what ``BatchNorm1d(affine=False)``
-    does in training mode (biased variance, eps 1e-5), from the batch's sums:
-    the means first, then the centered cross and square sums (two reductions,
-    so that nothing is taken as a difference of raw moments)."""
+    """The cross-correlation ``c = s(Z_1)^T s(Z_2) / B`` of the standardized views.
+
+    ``s`` is what ``BatchNorm1d(affine=False)`` does in training mode (biased
+    variance, eps 1e-5), from the batch's sums: the means first, then the
+    centered cross and square sums (two reductions, so that nothing is taken as
+    a difference of raw moments).
+    """
     n = batch.n
     s1, s2 = batch.sums(z1, z2)
     c1, c2 = z1 - s1 / n, z2 - s2 / n
@@ -228,8 +230,9 @@ class _CorInfoMaxFields(NamedTuple):
 
 
 class CorInfoMaxState(_CorInfoMaxFields):
-    """Running estimates of :func:`corinfomax_loss`, one per branch, float64,
-    without gradient: covariances ``R1``, ``R2`` of shape ``(d, d)`` and means
+    """Running estimates of :func:`corinfomax_loss`, one per branch.
+
+    float64, without gradient: covariances ``R1``, ``R2`` of shape ``(d, d)`` and means
     ``mu1``, ``mu2`` of shape ``(d,)``. A :class:`~typing.NamedTuple`: it
     unpacks as ``R1, R2, mu1, mu2``.
 
@@ -246,7 +249,7 @@ class CorInfoMaxState(_CorInfoMaxFields):
     __slots__ = ()
 
     @classmethod
-    def initial(cls, dim: int, device=None) -> "CorInfoMaxState":
+    def initial(cls, dim: int, device=None) -> CorInfoMaxState:
         """Identity covariances and zero means (the authors' ``R_ini = 1``)."""
         eye = torch.eye(dim, dtype=torch.float64, device=device)
         zeros = torch.zeros(dim, dtype=torch.float64, device=device)
@@ -259,7 +262,8 @@ def _logdet_spd(fn: str, A: torch.Tensor) -> torch.Tensor:
     If the Cholesky factorization fails (``A`` numerically indefinite; one
     host read of its status, skipped while ``torch.compile`` traces, where a
     failure gives NaN), falls back to eigenvalues floored at
-    ``d * eps * lambda_max`` and warns."""
+    ``d * eps * lambda_max`` and warns.
+    """
     L, info = torch.linalg.cholesky_ex(A)
     if not _spectral.host_reads_allowed():  # torch.compile traces: no host read; NaN if the factorization failed
         ok = info == 0
@@ -278,7 +282,7 @@ def _logdet_spd(fn: str, A: torch.Tensor) -> torch.Tensor:
 def corinfomax_loss(
     z1: torch.Tensor,
     z2: torch.Tensor,
-    state: Optional[CorInfoMaxState] = None,
+    state: CorInfoMaxState | None = None,
     *,
     alpha: float = 500.0,
     eps: float = 1e-6,
@@ -386,9 +390,9 @@ def corinfomax_loss(
         logdets = []
         new = []
         means = [forgetting * m.detach().to(torch.float64) + (1.0 - forgetting) * s / B
-                 for m, s in zip((state.mu1, state.mu2), (sum1, sum2))]
-        scatters = batch.reduce(*((z - m).mT @ (z - m) for z, m in zip(zs, means)))
-        for scatter, R, m_new in zip(scatters, (state.R1, state.R2), means):
+                 for m, s in zip((state.mu1, state.mu2), (sum1, sum2), strict=True)]
+        scatters = batch.reduce(*((z - m).mT @ (z - m) for z, m in zip(zs, means, strict=True)))
+        for scatter, R, m_new in zip(scatters, (state.R1, state.R2), means, strict=True):
             R_new = forgetting * R.detach().to(torch.float64) + (1.0 - forgetting) * scatter / B
             bad, (R_reg,) = _spectral.non_finite_guard(R_new + eps * eye)  # NaN out, no LAPACK error
             logdets.append(_spectral.nan_where(bad, _logdet_spd(fn, R_reg)))
@@ -404,7 +408,7 @@ def _check_corinfomax_state(fn: str, state, d: int, device: torch.device) -> Non
             f"{fn}: expected state to be a CorInfoMaxState (R1, R2, mu1, mu2), got {type(state).__name__}."
         )
     expected = ((d, d), (d, d), (d,), (d,))
-    for name, tensor, shape in zip(CorInfoMaxState._fields, state, expected):
+    for name, tensor, shape in zip(CorInfoMaxState._fields, state, expected, strict=True):
         if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape:
             got = shape_str(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
             raise MatrixInfoValueError(

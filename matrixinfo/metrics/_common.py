@@ -9,10 +9,10 @@ import torch
 
 from .. import _spectral
 from .._checks import (
-    check_not_meta,
-    check_tensor,
     MatrixInfoTypeError,
     MatrixInfoValueError,
+    check_not_meta,
+    check_tensor,
     shape_str,
 )
 from ..core import matrix_entropy as _matrix_entropy
@@ -38,7 +38,8 @@ def _as_tensor(fn: str, name: str, x) -> torch.Tensor:
     """A torch tensor (detached) from a tensor or a NumPy array.
 
     NumPy is not a dependency: an object can only be an ndarray if NumPy is
-    already imported, so it is looked up in ``sys.modules``."""
+    already imported, so it is looked up in ``sys.modules``.
+    """
     if isinstance(x, torch.Tensor):
         return x.detach()
     np = sys.modules.get("numpy")
@@ -55,7 +56,8 @@ def _as_samples(fn: str, name: str, x, *, dim: int | None = None, min_rows: int 
 
     Not :func:`._checks.check_embeddings`: metrics take whole data sets (``N``
     rows, NumPy arrays, a fixed ``d`` for a streaming accumulator), where the
-    losses take one batch ``(B, d)`` of torch tensors."""
+    losses take one batch ``(B, d)`` of torch tensors.
+    """
     x = check_tensor(fn, name, _as_tensor(fn, name, x))
     check_not_meta(fn, name, x)
     if dim is None:
@@ -106,7 +108,8 @@ def _combine(n_a: int, mean_a: torch.Tensor, m2_a, n_b: int, mean_b: torch.Tenso
     With :math:`\delta = \mu_b - \mu_a` and :math:`n = n_a + n_b`:
     :math:`\mu = \mu_a + \delta\, n_b / n`,
     :math:`M_2 = M_{2,a} + M_{2,b} + \delta\delta^\top n_a n_b / n`.
-    ``m2_a = m2_b = None`` combines means only. Returns ``n``."""
+    ``m2_a = m2_b = None`` combines means only. Returns ``n``.
+    """
     n = n_a + n_b
     if n_b == 0:
         return n_a
@@ -118,15 +121,17 @@ def _combine(n_a: int, mean_a: torch.Tensor, m2_a, n_b: int, mean_b: torch.Tenso
 
 
 def _moments(fn: str, name: str, x: torch.Tensor, *, scatter: bool = True):
-    """``(n, mean, M2)`` of the rows of ``x`` (float64 results, on ``x``'s device;
-    ``M2`` is ``None`` with ``scatter=False``, which skips the GEMMs).
+    """``(n, mean, M2)`` of the rows of ``x``, in float64 on ``x``'s device.
+
+    ``M2`` is ``None`` with ``scatter=False``, which skips the GEMMs.
 
     Per block of rows, in the input's precision (half precision in float32):
     a provisional mean ``m``; the centered block ``Y = X - m``; ``S = Y^T Y``
     (the one GEMM) and ``s = sum(Y)``. In float64: the block mean
     ``m + s / n_b`` and scatter ``S - s s^T / n_b``, which removes the
     rounding error of ``m``. Blocks are then combined by :func:`_combine`.
-    Raises on NaN/inf (read once, from the d-sized results)."""
+    Raises on NaN/inf (read once, from the d-sized results).
+    """
     n, d = x.shape
     policy = _spectral.precision(x)
     work = policy.dtype

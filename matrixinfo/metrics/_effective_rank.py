@@ -6,25 +6,23 @@ import torch
 
 from .. import _spectral
 from .._checks import (
+    MatrixInfoValueError,
     check_choice,
     check_flag,
-    MatrixInfoTypeError,
-    MatrixInfoValueError,
     warn,
 )
 from ..core import effective_rank as _effective_rank
 from ._common import (
+    _RANKME_EPS,
+    _WEIGHTINGS,
     ArrayLike,
     _as_labels,
     _as_samples,
     _check_finite,
     _moments,
-    _RANKME_EPS,
     _second_moment,
-    _WEIGHTINGS,
 )
 from ._streaming import _accumulate
-
 
 # ----------------------------------------------------------------------------- one-shot metrics
 
@@ -176,7 +174,8 @@ def _gram_side_effective_rank(y: torch.Tensor, weights: torch.Tensor | None = No
     r"""``erank(Y^T W Y)`` for ``(m, d)`` float64 ``Y``, on the smaller side.
 
     :math:`Y^\top W Y` and :math:`W^{1/2} Y Y^\top W^{1/2}` have the same
-    nonzero eigenvalues, hence the same effective rank (paper Thm. E.5)."""
+    nonzero eigenvalues, hence the same effective rank (paper Thm. E.5).
+    """
     if weights is not None:
         y = y * weights.sqrt().unsqueeze(-1)
     gram = y @ y.mT if y.shape[0] < y.shape[1] else y.mT @ y

@@ -7,8 +7,8 @@ import math
 import torch
 
 from .. import _spectral
-from .._checks import check_number, MatrixInfoValueError, shape_str
-from ._common import _as_samples, _check_finite, ArrayLike
+from .._checks import MatrixInfoValueError, check_number, shape_str
+from ._common import ArrayLike, _as_samples, _check_finite
 
 # Rows of the pairwise block in uniformity: about this many bytes of distances per block.
 _PAIR_BLOCK_BYTES = 1 << 24

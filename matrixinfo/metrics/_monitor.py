@@ -6,8 +6,8 @@ import torch
 import torch.distributed as dist
 
 from .. import _distributed
-from .._checks import check_choice, check_int, check_number, MatrixInfoTypeError, MatrixInfoValueError, shape_str
-from ._common import _as_samples, ArrayLike
+from .._checks import MatrixInfoTypeError, MatrixInfoValueError, check_choice, check_int, check_number, shape_str
+from ._common import ArrayLike, _as_samples
 from ._hypersphere import _normalized, uniformity
 from ._spectral_metrics import _alpha_from_spectrum, _check_fit_range
 from ._streaming import CovarianceAccumulator
@@ -90,7 +90,7 @@ class EmbeddingMonitor:
         self._acc = CovarianceAccumulator(dim, device=device)
         self.reset()
 
-    def reset(self) -> "EmbeddingMonitor":
+    def reset(self) -> EmbeddingMonitor:
         """Forget everything seen (call it at the start of each epoch). Returns ``self``."""
         self._acc.reset()
         # align_sum, pairs, uniformity_sum, batches (uniformity), in float64
@@ -100,7 +100,7 @@ class EmbeddingMonitor:
     def __repr__(self) -> str:
         return f"EmbeddingMonitor(dim={self._dim}, samples={self._acc.count})"
 
-    def update(self, z1: ArrayLike, z2: ArrayLike | None = None) -> "EmbeddingMonitor":
+    def update(self, z1: ArrayLike, z2: ArrayLike | None = None) -> EmbeddingMonitor:
         """Add a batch: ``(B, d)`` embeddings, and optionally the second views of the same samples.
 
         Both views enter the covariance; pairs ``(z1[i], z2[i])`` enter the

@@ -7,14 +7,13 @@ from typing import Any
 import torch
 
 from .._checks import (
+    MatrixInfoValueError,
     check_flag,
     check_tensor,
-    MatrixInfoValueError,
     shape_str,
 )
-from ._common import _as_tensor, _check_finite, ArrayLike
-from ._streaming import _accumulate, CovarianceAccumulator
-
+from ._common import ArrayLike, _as_tensor, _check_finite
+from ._streaming import CovarianceAccumulator, _accumulate
 
 # ----------------------------------------------------------------------------- plotting
 

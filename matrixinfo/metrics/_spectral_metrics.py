@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 
 from .. import _distributed, _spectral
-from .._checks import check_int, check_number, check_tensor, MatrixInfoValueError, shape_str
-from ._common import _as_samples, _as_tensor, _check_finite, _moments, ArrayLike
+from .._checks import MatrixInfoValueError, check_int, check_number, check_tensor, shape_str
+from ._common import ArrayLike, _as_samples, _as_tensor, _check_finite, _moments
 
 # alpha-ReQ's default fit range, as 1-based inclusive eigenvalue indices: the
 # reference's ``np.arange(10, 100)`` of 0-based indices (reptrix, alpha.py).
@@ -169,7 +169,7 @@ class LidarAccumulator:
         self._means = CovarianceAccumulator(dim, device=device)
         self.reset()
 
-    def reset(self) -> "LidarAccumulator":
+    def reset(self) -> LidarAccumulator:
         """Forget all samples. Returns ``self``."""
         self._means.reset()
         self._within = None
@@ -179,7 +179,7 @@ class LidarAccumulator:
     def __repr__(self) -> str:
         return f"LidarAccumulator(dim={self._dim}, samples={self._means.count}, views={self._views})"
 
-    def update(self, batch: ArrayLike) -> "LidarAccumulator":
+    def update(self, batch: ArrayLike) -> LidarAccumulator:
         """Add ``(b, q, d)`` embeddings: ``b`` samples with all their ``q >= 2`` views.
 
         Args:
@@ -212,9 +212,12 @@ class LidarAccumulator:
         self._views = q
         return self
 
-    def all_reduce(self, group=None) -> "LidarAccumulator":
-        """Replace this process's statistics by those of all processes (a collective, once; see
-        :meth:`CovarianceAccumulator.all_reduce`). Every process must have seen at least one batch. Returns ``self``."""
+    def all_reduce(self, group=None) -> LidarAccumulator:
+        """Replace this process's statistics by those of all processes.
+
+        A collective, once (as :meth:`CovarianceAccumulator.all_reduce`). Every
+        process must have seen at least one batch. Returns ``self``.
+        """
         self._means.all_reduce(group)
         if _distributed.is_active():
             dist.all_reduce(self._within, op=dist.ReduceOp.SUM, group=group)
@@ -360,7 +363,8 @@ def _trace_and_top(fn: str, Z, center: bool, steps: int) -> tuple[float, float]:
     :math:`Y^\top Y` (each one pass over ``Z``, two skinny GEMMs per block of
     rows, centered block by block), orthonormalized and projected
     (Rayleigh-Ritz). The largest Ritz value is a lower bound of the top
-    eigenvalue, exact when the space is all of ``R^d`` or invariant."""
+    eigenvalue, exact when the space is all of ``R^d`` or invariant.
+    """
     steps = check_int(fn, "steps", steps, 1)
     x = _as_samples(fn, "Z", Z)
     n, d = x.shape

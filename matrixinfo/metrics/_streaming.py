@@ -7,23 +7,21 @@ import torch.distributed as dist
 
 from .. import _distributed
 from .._checks import (
-    check_flag,
-    check_int,
-    check_not_meta,
     MatrixInfoTypeError,
     MatrixInfoValueError,
+    check_flag,
+    check_int,
 )
 from ..core import effective_rank as _effective_rank
 from ._common import (
+    ArrayLike,
     _as_samples,
     _combine,
-    ArrayLike,
     _moments,
     _normalized_matrix_entropy,
     _second_moment,
 )
 from ._spectral_metrics import _ALPHA_FIT_RANGE, _alpha_from_spectrum
-
 
 # ----------------------------------------------------------------------------- streaming
 
@@ -117,7 +115,7 @@ class CovarianceAccumulator:
             ) from None
         self.reset()
 
-    def reset(self) -> "CovarianceAccumulator":
+    def reset(self) -> CovarianceAccumulator:
         """Forget all samples (for example at the start of an epoch). Returns ``self``."""
         self._count = 0
         self._mean = torch.zeros(self._dim, dtype=torch.float64, device=self._device)
@@ -161,7 +159,7 @@ class CovarianceAccumulator:
             "device_fixed": self._device_fixed,
         }
 
-    def load_state_dict(self, state: dict) -> "CovarianceAccumulator":
+    def load_state_dict(self, state: dict) -> CovarianceAccumulator:
         """Restore the statistics saved by :meth:`state_dict`.
 
         The statistics then live on the device of ``state["mean"]`` (so
@@ -222,7 +220,7 @@ class CovarianceAccumulator:
         self._require_samples("CovarianceAccumulator.mean")
         return self._mean.clone()
 
-    def update(self, batch: ArrayLike) -> "CovarianceAccumulator":
+    def update(self, batch: ArrayLike) -> CovarianceAccumulator:
         """Add a batch of embeddings. Returns ``self``.
 
         Args:
@@ -247,7 +245,7 @@ class CovarianceAccumulator:
         self._count = _combine(self._count, self._mean, self._m2, n, mean, m2)
         return self
 
-    def merge(self, other: "CovarianceAccumulator") -> "CovarianceAccumulator":
+    def merge(self, other: CovarianceAccumulator) -> CovarianceAccumulator:
         """Add the samples summarized by ``other`` (left unchanged).
 
         Args:
@@ -273,7 +271,7 @@ class CovarianceAccumulator:
         self._reduced = self._reduced or other._reduced
         return self
 
-    def all_reduce(self, group: dist.ProcessGroup | None = None) -> "CovarianceAccumulator":
+    def all_reduce(self, group: dist.ProcessGroup | None = None) -> CovarianceAccumulator:
         r"""Replace this process's statistics by those of all processes' samples.
 
         Must be called by every process of ``group``; afterwards every process
@@ -431,7 +429,7 @@ class CovarianceAccumulator:
         return float(c.diagonal().sum()) / top if top > 0 else 0.0
 
     def alpha_req(self, *, fit_range: tuple[int, int] = _ALPHA_FIT_RANGE) -> float:
-        """alpha-ReQ power-law exponent of the streamed covariance spectrum, as :func:`alpha_req` defines it.
+        r"""alpha-ReQ power-law exponent of the streamed covariance spectrum, as :func:`alpha_req` defines it.
 
         Args:
             fit_range: 1-based ``(first, last)`` eigenvalue indices of the fit, as in :func:`alpha_req`.
