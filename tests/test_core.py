@@ -281,7 +281,7 @@ def test_taylor_log_error_falls_monotonically_at_rate_rho_to_order_plus_one(rho)
         upper = lower / (1 - rho)
         assert lower * (1 - 1e-9) <= err <= upper * (1 + 1e-9), (order, err, lower, upper, x)
         errors.append(err)
-    assert all(e1 < e0 for e0, e1 in zip(errors, errors[1:])), errors
+    assert all(e1 < e0 for e0, e1 in zip(errors, errors[1:], strict=False)), errors
     # Successive ratios approach rho (the geometric rate).
     assert abs(errors[-1] / errors[-2] - rho) < 0.1 * rho, errors[-2:]
 
@@ -556,10 +556,10 @@ def test_repeated_eigenvalues_ours_passes_gradcheck(case):
         qo = q.clone().requires_grad_()
         fn[0](p, sym(qo)).backward()
         assert torch.isfinite(qo.grad).all(), name
-        _gradcheck(lambda q_: fn[0](p, sym(q_)), q)
+        _gradcheck(lambda q_, fn=fn: fn[0](p, sym(q_)), q)
     _gradcheck(lambda q_: matrix_log(sym(q_)), q)
     for fn in (matrix_entropy, von_neumann_entropy, effective_rank):
-        _gradcheck(lambda q_: fn(sym(q_)), q)
+        _gradcheck(lambda q_, fn=fn: fn(sym(q_)), q)
 
 
 def test_gradcheck_kl_at_p_equals_q_with_repeated_eigenvalues():

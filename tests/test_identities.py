@@ -470,7 +470,7 @@ def test_prop_4_6_tcr_second_order_taylor_remainder_is_third_order(b, d):
         # The next term is +tr(X^4)/8, at most (3/4) ||X|| times the leading one.
         assert abs(remainder / leading - 1) <= scale, (scale, remainder, leading)
         remainders.append(remainder)
-    ratios = [r0 / r1 for r0, r1 in zip(remainders, remainders[1:])]
+    ratios = [r0 / r1 for r0, r1 in zip(remainders, remainders[1:], strict=False)]
     assert all(abs(r / 8 - 1) < 0.1 for r in ratios), ratios
     record("Prop. 4.6 (|R / (-(1/6) tr X^3) - 1| at ||X|| = 0.0125)", abs(remainders[-1] / leading - 1))
 

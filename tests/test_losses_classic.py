@@ -250,14 +250,14 @@ def test_corinfomax_matches_authors_definition_over_several_steps(forgetting):
     expected, (R1, R2, m1, m2) = np_corinfomax_steps(batches, alpha=500.0, eps=1e-6, f=forgetting)
     state = None
     module = CorInfoMaxLoss(4, forgetting=forgetting)
-    for (z1, z2), value in zip(batches, expected):
+    for (z1, z2), value in zip(batches, expected, strict=True):
         got, state = MF.corinfomax_loss(_t(z1), _t(z2), state, forgetting=forgetting)
         _close(got, value)
         # The module's buffers carry the same state from call to call.
         torch.testing.assert_close(module(_t(z1), _t(z2)), got, rtol=0, atol=0)
-    for tensor, ref in zip(state, (R1, R2, m1, m2)):
+    for tensor, ref in zip(state, (R1, R2, m1, m2), strict=True):
         np.testing.assert_allclose(tensor.numpy(), ref, rtol=1e-12, atol=1e-14)
-    for buffer, tensor in zip((module.R1, module.R2, module.mu1, module.mu2), state):
+    for buffer, tensor in zip((module.R1, module.R2, module.mu1, module.mu2), state, strict=True):
         torch.testing.assert_close(buffer, tensor, rtol=0, atol=0)
         assert not tensor.requires_grad and tensor.dtype == torch.float64
 
@@ -283,7 +283,7 @@ def test_corinfomax_state_dict_round_trip_and_eval_mode():
     before = [t.clone() for t in (a.R1, a.R2, a.mu1, a.mu2)]
     a.eval()
     a(*batches[0])
-    for t, ref in zip((a.R1, a.R2, a.mu1, a.mu2), before):
+    for t, ref in zip((a.R1, a.R2, a.mu1, a.mu2), before, strict=True):
         assert torch.equal(t, ref)
     a.train().reset_state()
     assert torch.equal(a.R1, torch.eye(4, dtype=torch.float64)) and torch.equal(a.mu2, torch.zeros(4, dtype=torch.float64))

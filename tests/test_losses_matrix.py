@@ -67,7 +67,7 @@ def np_official_parts(z, p, lam=1.0, mu=1.0, order=4, exact=False):
     z, p = np_normalize(z), np_normalize(p)
     B, d = z.shape
     H = np.eye(B) - np.ones((B, B)) / B
-    I = np.eye(d)
+    I = np.eye(d)  # noqa: E741 - the identity, named as in the paper
     C_pz = p.T @ H @ z / B
     C_pp = p.T @ H @ p / B
     C_zz = z.T @ H @ z / B
@@ -82,7 +82,7 @@ def np_paper_parts(z, p, mu=1.0):
     z, p = np_normalize(z), np_normalize(p)
     B, d = z.shape
     H = np.eye(B) - np.ones((B, B)) / B
-    I = np.eye(d)
+    I = np.eye(d)  # noqa: E741 - the identity, named as in the paper
     logm = lambda A: np.real(scipy.linalg.logm(A))  # noqa: E731
     C = p.T @ H @ z / (B - 1)
     P_u = (1.0 / d + mu) * I
@@ -131,7 +131,7 @@ def torch_official_direct(z, p, lam=1.0, mu=1.0, gamma=1.0, order=4):
     p = p / p.norm(dim=1, keepdim=True)
     B, d = z.shape
     H = torch.eye(B, dtype=z.dtype) - torch.ones(B, B, dtype=z.dtype) / B
-    I = torch.eye(d, dtype=z.dtype)
+    I = torch.eye(d, dtype=z.dtype)  # noqa: E741 - the identity, named as in the paper
 
     def log(A):
         X = A - I

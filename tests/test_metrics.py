@@ -391,7 +391,7 @@ def test_bf16_autocast_does_not_lower_the_precision():
     assert rel_fro(acc.covariance(), np_second_moment(Z.double().numpy())) <= RTOL32
     expected = [np_erank(np_second_moment(Z.double().numpy())), np_rankme(Z.double().numpy()),
                 np_intra(Zc.double().numpy(), y.numpy()), np_inter(Zc.double().numpy(), y.numpy())]
-    for got, want in zip(values, expected):
+    for got, want in zip(values, expected, strict=True):
         assert_close(got, want, RTOL32, "under autocast")
 
 
@@ -405,7 +405,7 @@ def test_accumulator_reset_and_empty_batch():
             "CovarianceAccumulator.covariance: expected at least 1 sample, got 0; call update() first.")):
         acc.covariance()
     with pytest.raises(MatrixInfoValueError, match=r"CovarianceAccumulator\.mean: expected at least 1 sample"):
-        acc.mean
+        _ = acc.mean
 
 
 def test_all_reduce_without_process_group_changes_nothing_and_guards_double_reduction():
