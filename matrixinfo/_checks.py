@@ -125,9 +125,7 @@ def shape_str(shape: Sequence[int]) -> str:
 def check_tensor(fn: str, name: str, x) -> torch.Tensor:
     """``x`` must be a real floating-point tensor."""
     if not isinstance(x, torch.Tensor):
-        raise MatrixInfoTypeError(
-            f"{fn}: expected {name} to be a torch.Tensor, got {type(x).__name__}."
-        )
+        raise MatrixInfoTypeError(f"{fn}: expected {name} to be a torch.Tensor, got {type(x).__name__}.")
     if x.dtype not in _FLOATING:
         raise MatrixInfoTypeError(
             f"{fn}: expected {name} to have a real floating dtype "
@@ -141,13 +139,10 @@ def check_square(fn: str, name: str, x) -> torch.Tensor:
     check_tensor(fn, name, x)
     if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
         raise MatrixInfoValueError(
-            f"{fn}: expected {name} to be a square matrix of shape (*, n, n), "
-            f"got shape {shape_str(x.shape)}."
+            f"{fn}: expected {name} to be a square matrix of shape (*, n, n), got shape {shape_str(x.shape)}."
         )
     if x.shape[-1] == 0:
-        raise MatrixInfoValueError(
-            f"{fn}: expected {name} to have n >= 1, got shape {shape_str(x.shape)}."
-        )
+        raise MatrixInfoValueError(f"{fn}: expected {name} to have n >= 1, got shape {shape_str(x.shape)}.")
     return x
 
 
@@ -156,8 +151,7 @@ def check_matrix(fn: str, name: str, x) -> torch.Tensor:
     check_tensor(fn, name, x)
     if x.ndim < 2 or x.shape[-1] == 0 or x.shape[-2] == 0:
         raise MatrixInfoValueError(
-            f"{fn}: expected {name} to be a matrix of shape (*, m, n) with m, n >= 1, "
-            f"got shape {shape_str(x.shape)}."
+            f"{fn}: expected {name} to be a matrix of shape (*, m, n) with m, n >= 1, got shape {shape_str(x.shape)}."
         )
     return x
 
@@ -205,9 +199,7 @@ def check_choice(fn: str, name: str, value, allowed: Sequence[str]) -> str:
 
 def check_int(fn: str, name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise MatrixInfoValueError(
-            f"{fn}: expected {name} to be an integer >= {minimum}, got {value!r}."
-        )
+        raise MatrixInfoValueError(f"{fn}: expected {name} to be an integer >= {minimum}, got {value!r}.")
     return value
 
 
@@ -321,8 +313,7 @@ def check_embeddings(fn: str, names: Sequence[str], *zs, min_rows: int = 2) -> N
         check_tensor(fn, name, z)
         if z.ndim != 2 or z.shape[0] < min_rows or z.shape[1] < 1:
             raise MatrixInfoValueError(
-                f"{fn}: expected {name} to have shape (B, d) with B >= {min_rows} and d >= 1, "
-                f"got {shape_str(z.shape)}."
+                f"{fn}: expected {name} to have shape (B, d) with B >= {min_rows} and d >= 1, got {shape_str(z.shape)}."
             )
     shapes = [tuple(z.shape) for z in zs]
     if any(s != shapes[0] for s in shapes[1:]):

@@ -297,8 +297,9 @@ def matrix_divergence(fn, P, Q, *, kl: bool, num_probes, num_steps, generator, r
     return _finish(fn, value, err, policy.result_dtype, return_error)
 
 
-def covariance_effective_rank(Z, *, center: bool = True, num_probes=DEFAULT_PROBES, num_steps=DEFAULT_STEPS,
-                              generator=None, return_error=False):
+def covariance_effective_rank(
+    Z, *, center: bool = True, num_probes=DEFAULT_PROBES, num_steps=DEFAULT_STEPS, generator=None, return_error=False
+):
     """Effective rank ``exp(VNE(C))`` of the covariance ``C = Y^T Y / B`` of the
     rows of ``Z`` ``(B, d)`` (``Y`` = ``Z`` centered if ``center``), by SLQ on
     mat-vecs with ``Y``: the ``d x d`` matrix is never formed. The hook for

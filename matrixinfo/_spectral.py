@@ -384,8 +384,7 @@ def warn_if_outside_radius(
     else:
         series, result, target = "log(I + X)", "the value", "the matrix logarithm"
         advice = (
-            "Add a larger shift (mu), scale the input down (for example with a warm-up), "
-            "or use method='eigh'/'exact'."
+            "Add a larger shift (mu), scale the input down (for example with a warm-up), or use method='eigh'/'exact'."
         )
     warn(
         f"{fn}: the Taylor series of {series} is used outside its convergence radius: "

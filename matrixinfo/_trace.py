@@ -137,6 +137,7 @@ def trace_log_taylor(M_small: torch.Tensor, dim: int, shift: float, order: int) 
     alpha = taylor_coefficients(order, shift)
     return alpha[0] * dim + TracePolynomial.apply(M_small, tuple(alpha[1:]))[0]
 
+
 class SymmetricGram(torch.autograd.Function):
     """``z z^T`` (``gram_side``) or ``z^T z`` with the backward ``(G + G^T) z``
     (or ``z (G + G^T)``): one matmul, where autograd through ``z @ z.mT`` does
@@ -221,12 +222,10 @@ def trace_of_log_product(fn, P, Q, method, order, check_radius) -> torch.Tensor:
     return trace_of_product(P, logm(fn, Q, method, order, check_radius))
 
 
-
 @_spectral.spectral
 def matrix_kl_divergence(fn, P, Q, method, order, check_radius):
     plogp = xlogx(eigvalsh(P)).sum(-1)
     return plogp - trace_of_log_product(fn, P, Q, method, order, check_radius) - trace(P) + trace(Q)
-
 
 
 @_spectral.spectral

@@ -272,8 +272,15 @@ def von_neumann_entropy(
     check_choice(fn, "method", method, ("eigh", "lanczos"))
     _lanczos.check_options(fn, method, num_probes, num_steps, generator, return_error)
     if method == "lanczos":
-        return _lanczos.matrix_entropy(fn, A, normalize=bool(normalize), num_probes=num_probes,
-                                       num_steps=num_steps, generator=generator, return_error=return_error)
+        return _lanczos.matrix_entropy(
+            fn,
+            A,
+            normalize=bool(normalize),
+            num_probes=num_probes,
+            num_steps=num_steps,
+            generator=generator,
+            return_error=return_error,
+        )
     return _von_neumann_entropy(A, normalize)
 
 
@@ -351,8 +358,16 @@ def matrix_cross_entropy(
     check_flag(fn, "check_radius", check_radius)
     _lanczos.check_options(fn, method, num_probes, num_steps, generator, return_error)
     if method == "lanczos":
-        return _lanczos.matrix_divergence(fn, P, Q, kl=False, num_probes=num_probes, num_steps=num_steps,
-                                          generator=generator, return_error=return_error)
+        return _lanczos.matrix_divergence(
+            fn,
+            P,
+            Q,
+            kl=False,
+            num_probes=num_probes,
+            num_steps=num_steps,
+            generator=generator,
+            return_error=return_error,
+        )
     return _matrix_cross_entropy(fn, P, Q, method, order, check_radius)
 
 
@@ -420,8 +435,16 @@ def matrix_kl_divergence(
     check_flag(fn, "check_radius", check_radius)
     _lanczos.check_options(fn, method, num_probes, num_steps, generator, return_error)
     if method == "lanczos":
-        return _lanczos.matrix_divergence(fn, P, Q, kl=True, num_probes=num_probes, num_steps=num_steps,
-                                          generator=generator, return_error=return_error)
+        return _lanczos.matrix_divergence(
+            fn,
+            P,
+            Q,
+            kl=True,
+            num_probes=num_probes,
+            num_steps=num_steps,
+            generator=generator,
+            return_error=return_error,
+        )
     return _trace.matrix_kl_divergence(fn, P, Q, method, order, check_radius)
 
 

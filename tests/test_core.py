@@ -372,8 +372,12 @@ def test_unary_functions_match_numpy_float64(case):
 
 
 @settings(max_examples=25)
-@given(p=spd_cases(n_max=6, max_log10_cond=4.0, log10_scale=(-2.0, 2.0)), seed=st.integers(0, 2**32 - 1),
-       log10_cond=st.floats(0.0, 4.0), log10_scale=st.floats(-2.0, 2.0))
+@given(
+    p=spd_cases(n_max=6, max_log10_cond=4.0, log10_scale=(-2.0, 2.0)),
+    seed=st.integers(0, 2**32 - 1),
+    log10_cond=st.floats(0.0, 4.0),
+    log10_scale=st.floats(-2.0, 2.0),
+)
 def test_divergences_match_scipy_float64(p, seed, log10_cond, log10_scale):
     p, lam_p = p
     n = p.shape[0]
@@ -595,58 +599,158 @@ def test_second_derivatives_are_correct_off_ties():
 _A = torch.eye(3, dtype=F64)
 
 BAD_INPUT = [
-    ("log non-square", lambda: matrix_log(torch.zeros(2, 3)), MatrixInfoValueError,
-     r"matrix_log: expected A to be a square matrix of shape \(\*, n, n\), got shape \(2, 3\)\."),
-    ("log 1-d", lambda: matrix_log(torch.zeros(3)), MatrixInfoValueError,
-     r"matrix_log: expected A to be a square matrix .*got shape \(3,\)\."),
-    ("log integer", lambda: matrix_log(torch.eye(3, dtype=torch.int64)), MatrixInfoTypeError,
-     r"matrix_log: expected A to have a real floating dtype .*got torch\.int64\."),
-    ("log not a tensor", lambda: matrix_log(np.eye(3)), MatrixInfoTypeError,
-     r"matrix_log: expected A to be a torch\.Tensor, got ndarray\."),
-    ("log unknown method", lambda: matrix_log(_A, method="pade"), MatrixInfoValueError,
-     r"matrix_log: expected method to be one of 'eigh', 'taylor', got 'pade'\."),
-    ("log order 0", lambda: matrix_log(_A, method="taylor", order=0), MatrixInfoValueError,
-     r"matrix_log: expected order to be an integer >= 1, got 0\."),
-    ("log order float", lambda: matrix_log(_A, method="taylor", order=2.0), MatrixInfoValueError,
-     r"matrix_log: expected order to be an integer >= 1, got 2\.0\."),
-    ("entropy non-square", lambda: matrix_entropy(torch.zeros(2, 3)), MatrixInfoValueError,
-     r"matrix_entropy: expected A to be a square matrix .*got shape \(2, 3\)\."),
-    ("entropy list", lambda: matrix_entropy([[1.0]]), MatrixInfoTypeError,
-     r"matrix_entropy: expected A to be a torch\.Tensor, got list\."),
-    ("vne integer", lambda: von_neumann_entropy(torch.eye(2, dtype=torch.int32)), MatrixInfoTypeError,
-     r"von_neumann_entropy: expected A to have a real floating dtype .*got torch\.int32\."),
-    ("kl mismatched", lambda: matrix_kl_divergence(_A, torch.eye(4, dtype=F64)), MatrixInfoValueError,
-     r"matrix_kl_divergence: expected P and Q to have the same matrix shape .*got \(3, 3\) and \(4, 4\)\."),
-    ("kl batch mismatch", lambda: matrix_kl_divergence(torch.zeros(2, 3, 3), torch.zeros(4, 3, 3)),
-     MatrixInfoValueError, r"matrix_kl_divergence: expected P and Q .*broadcastable batch dimensions, "
-     r"got \(2, 3, 3\) and \(4, 3, 3\)\."),
-    ("kl unknown method", lambda: matrix_kl_divergence(_A, _A, method="exact"), MatrixInfoValueError,
-     r"matrix_kl_divergence: expected method to be one of 'eigh', 'taylor', got 'exact'\."),
-    ("kl order", lambda: matrix_kl_divergence(_A, _A, method="taylor", order=-1), MatrixInfoValueError,
-     r"matrix_kl_divergence: expected order to be an integer >= 1, got -1\."),
-    ("ce Q non-square", lambda: matrix_cross_entropy(_A, torch.zeros(3, 2, dtype=F64)), MatrixInfoValueError,
-     r"matrix_cross_entropy: expected Q to be a square matrix .*got shape \(3, 2\)\."),
-    ("ce P integer", lambda: matrix_cross_entropy(torch.eye(3, dtype=torch.int64), _A), MatrixInfoTypeError,
-     r"matrix_cross_entropy: expected P to have a real floating dtype .*got torch\.int64\."),
-    ("ce unknown method", lambda: matrix_cross_entropy(_A, _A, method="svd"), MatrixInfoValueError,
-     r"matrix_cross_entropy: expected method to be one of 'eigh', 'taylor', got 'svd'\."),
-    ("erank 1-d", lambda: effective_rank(torch.zeros(3)), MatrixInfoValueError,
-     r"effective_rank: expected A to be a matrix of shape \(\*, m, n\) with m, n >= 1, got shape \(3,\)\."),
-    ("erank integer", lambda: effective_rank(torch.zeros(3, 3, dtype=torch.int64)), MatrixInfoTypeError,
-     r"effective_rank: expected A to have a real floating dtype .*got torch\.int64\."),
-    ("sylvester 1-d", lambda: sylvester_logdet(torch.zeros(3)), MatrixInfoValueError,
-     r"sylvester_logdet: expected X to be a matrix of shape \(\*, m, n\) .*got shape \(3,\)\."),
-    ("sylvester Y shape", lambda: sylvester_logdet(torch.zeros(3, 2), torch.zeros(2, 3)), MatrixInfoValueError,
-     r"sylvester_logdet: expected X and Y to have the same shape \(\*, n, k\).*got \(3, 2\) and \(2, 3\)\."),
-    ("sylvester Y batch", lambda: sylvester_logdet(torch.zeros(2, 3, 2), torch.zeros(4, 3, 2)),
-     MatrixInfoValueError, r"sylvester_logdet: expected X and Y to have the same shape \(\*, n, k\) with "
-     r"broadcastable batch dimensions, got \(2, 3, 2\) and \(4, 3, 2\)\."),
-    ("sylvester Y integer", lambda: sylvester_logdet(torch.zeros(3, 2), torch.zeros(3, 2, dtype=torch.int64)),
-     MatrixInfoTypeError, r"sylvester_logdet: expected Y to have a real floating dtype .*got torch\.int64\."),
-    ("sylvester scale", lambda: sylvester_logdet(torch.zeros(3, 2), scale="big"), MatrixInfoTypeError,
-     r"sylvester_logdet: expected scale to be a real number, got 'big'\."),
-    ("sylvester scale nan", lambda: sylvester_logdet(torch.zeros(3, 2), scale=float("nan")),
-     MatrixInfoValueError, r"sylvester_logdet: expected scale to be a finite real number, got nan\."),
+    (
+        "log non-square",
+        lambda: matrix_log(torch.zeros(2, 3)),
+        MatrixInfoValueError,
+        r"matrix_log: expected A to be a square matrix of shape \(\*, n, n\), got shape \(2, 3\)\.",
+    ),
+    (
+        "log 1-d",
+        lambda: matrix_log(torch.zeros(3)),
+        MatrixInfoValueError,
+        r"matrix_log: expected A to be a square matrix .*got shape \(3,\)\.",
+    ),
+    (
+        "log integer",
+        lambda: matrix_log(torch.eye(3, dtype=torch.int64)),
+        MatrixInfoTypeError,
+        r"matrix_log: expected A to have a real floating dtype .*got torch\.int64\.",
+    ),
+    (
+        "log not a tensor",
+        lambda: matrix_log(np.eye(3)),
+        MatrixInfoTypeError,
+        r"matrix_log: expected A to be a torch\.Tensor, got ndarray\.",
+    ),
+    (
+        "log unknown method",
+        lambda: matrix_log(_A, method="pade"),
+        MatrixInfoValueError,
+        r"matrix_log: expected method to be one of 'eigh', 'taylor', got 'pade'\.",
+    ),
+    (
+        "log order 0",
+        lambda: matrix_log(_A, method="taylor", order=0),
+        MatrixInfoValueError,
+        r"matrix_log: expected order to be an integer >= 1, got 0\.",
+    ),
+    (
+        "log order float",
+        lambda: matrix_log(_A, method="taylor", order=2.0),
+        MatrixInfoValueError,
+        r"matrix_log: expected order to be an integer >= 1, got 2\.0\.",
+    ),
+    (
+        "entropy non-square",
+        lambda: matrix_entropy(torch.zeros(2, 3)),
+        MatrixInfoValueError,
+        r"matrix_entropy: expected A to be a square matrix .*got shape \(2, 3\)\.",
+    ),
+    (
+        "entropy list",
+        lambda: matrix_entropy([[1.0]]),
+        MatrixInfoTypeError,
+        r"matrix_entropy: expected A to be a torch\.Tensor, got list\.",
+    ),
+    (
+        "vne integer",
+        lambda: von_neumann_entropy(torch.eye(2, dtype=torch.int32)),
+        MatrixInfoTypeError,
+        r"von_neumann_entropy: expected A to have a real floating dtype .*got torch\.int32\.",
+    ),
+    (
+        "kl mismatched",
+        lambda: matrix_kl_divergence(_A, torch.eye(4, dtype=F64)),
+        MatrixInfoValueError,
+        r"matrix_kl_divergence: expected P and Q to have the same matrix shape .*got \(3, 3\) and \(4, 4\)\.",
+    ),
+    (
+        "kl batch mismatch",
+        lambda: matrix_kl_divergence(torch.zeros(2, 3, 3), torch.zeros(4, 3, 3)),
+        MatrixInfoValueError,
+        r"matrix_kl_divergence: expected P and Q .*broadcastable batch dimensions, "
+        r"got \(2, 3, 3\) and \(4, 3, 3\)\.",
+    ),
+    (
+        "kl unknown method",
+        lambda: matrix_kl_divergence(_A, _A, method="exact"),
+        MatrixInfoValueError,
+        r"matrix_kl_divergence: expected method to be one of 'eigh', 'taylor', got 'exact'\.",
+    ),
+    (
+        "kl order",
+        lambda: matrix_kl_divergence(_A, _A, method="taylor", order=-1),
+        MatrixInfoValueError,
+        r"matrix_kl_divergence: expected order to be an integer >= 1, got -1\.",
+    ),
+    (
+        "ce Q non-square",
+        lambda: matrix_cross_entropy(_A, torch.zeros(3, 2, dtype=F64)),
+        MatrixInfoValueError,
+        r"matrix_cross_entropy: expected Q to be a square matrix .*got shape \(3, 2\)\.",
+    ),
+    (
+        "ce P integer",
+        lambda: matrix_cross_entropy(torch.eye(3, dtype=torch.int64), _A),
+        MatrixInfoTypeError,
+        r"matrix_cross_entropy: expected P to have a real floating dtype .*got torch\.int64\.",
+    ),
+    (
+        "ce unknown method",
+        lambda: matrix_cross_entropy(_A, _A, method="svd"),
+        MatrixInfoValueError,
+        r"matrix_cross_entropy: expected method to be one of 'eigh', 'taylor', got 'svd'\.",
+    ),
+    (
+        "erank 1-d",
+        lambda: effective_rank(torch.zeros(3)),
+        MatrixInfoValueError,
+        r"effective_rank: expected A to be a matrix of shape \(\*, m, n\) with m, n >= 1, got shape \(3,\)\.",
+    ),
+    (
+        "erank integer",
+        lambda: effective_rank(torch.zeros(3, 3, dtype=torch.int64)),
+        MatrixInfoTypeError,
+        r"effective_rank: expected A to have a real floating dtype .*got torch\.int64\.",
+    ),
+    (
+        "sylvester 1-d",
+        lambda: sylvester_logdet(torch.zeros(3)),
+        MatrixInfoValueError,
+        r"sylvester_logdet: expected X to be a matrix of shape \(\*, m, n\) .*got shape \(3,\)\.",
+    ),
+    (
+        "sylvester Y shape",
+        lambda: sylvester_logdet(torch.zeros(3, 2), torch.zeros(2, 3)),
+        MatrixInfoValueError,
+        r"sylvester_logdet: expected X and Y to have the same shape \(\*, n, k\).*got \(3, 2\) and \(2, 3\)\.",
+    ),
+    (
+        "sylvester Y batch",
+        lambda: sylvester_logdet(torch.zeros(2, 3, 2), torch.zeros(4, 3, 2)),
+        MatrixInfoValueError,
+        r"sylvester_logdet: expected X and Y to have the same shape \(\*, n, k\) with "
+        r"broadcastable batch dimensions, got \(2, 3, 2\) and \(4, 3, 2\)\.",
+    ),
+    (
+        "sylvester Y integer",
+        lambda: sylvester_logdet(torch.zeros(3, 2), torch.zeros(3, 2, dtype=torch.int64)),
+        MatrixInfoTypeError,
+        r"sylvester_logdet: expected Y to have a real floating dtype .*got torch\.int64\.",
+    ),
+    (
+        "sylvester scale",
+        lambda: sylvester_logdet(torch.zeros(3, 2), scale="big"),
+        MatrixInfoTypeError,
+        r"sylvester_logdet: expected scale to be a real number, got 'big'\.",
+    ),
+    (
+        "sylvester scale nan",
+        lambda: sylvester_logdet(torch.zeros(3, 2), scale=float("nan")),
+        MatrixInfoValueError,
+        r"sylvester_logdet: expected scale to be a finite real number, got nan\.",
+    ),
 ]
 
 

@@ -286,12 +286,16 @@ def test_corinfomax_state_dict_round_trip_and_eval_mode():
     for t, ref in zip((a.R1, a.R2, a.mu1, a.mu2), before, strict=True):
         assert torch.equal(t, ref)
     a.train().reset_state()
-    assert torch.equal(a.R1, torch.eye(4, dtype=torch.float64)) and torch.equal(a.mu2, torch.zeros(4, dtype=torch.float64))
+    assert torch.equal(a.R1, torch.eye(4, dtype=torch.float64)) and torch.equal(
+        a.mu2, torch.zeros(4, dtype=torch.float64)
+    )
 
 
 def test_corinfomax_rejects_a_state_of_the_wrong_dimension():
     z = _t(_pair(6, 3, seed=17)[0])
-    with pytest.raises(ValueError, match=r"corinfomax_loss: expected state\.R1 to have shape \(3, 3\) for d = 3, got \(4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"corinfomax_loss: expected state\.R1 to have shape \(3, 3\) for d = 3, got \(4, 4\)"
+    ):
         MF.corinfomax_loss(z, z, MF.CorInfoMaxState.initial(3)._replace(R1=torch.eye(4, dtype=torch.float64)))
     with pytest.raises(ValueError, match=r"CorInfoMaxLoss: expected z1 of shape \(B, 5\) for dim = 5, got \(6, 3\)"):
         CorInfoMaxLoss(5)(z, z)
@@ -309,12 +313,17 @@ _GRADCHECK = {
     # scale 1.5 below puts some rows outside the unit ball: the projection is differentiated too.
     "spectral_contrastive": lambda a, b: MF.spectral_contrastive_loss(a, b),
     "corinfomax": lambda a, b: MF.corinfomax_loss(
-        a, b, MF.CorInfoMaxState(
+        a,
+        b,
+        MF.CorInfoMaxState(
             torch.tensor([[2.0, 0.3, 0.0], [0.3, 1.0, 0.1], [0.0, 0.1, 0.5]], dtype=torch.float64),
             torch.eye(3, dtype=torch.float64),
             torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64),
             torch.zeros(3, dtype=torch.float64),
-        ), alpha=2.0, forgetting=0.3)[0],
+        ),
+        alpha=2.0,
+        forgetting=0.3,
+    )[0],
 }
 
 

@@ -215,7 +215,13 @@ def test_torch_transcription_agrees_with_numpy_oracle_by_finite_differences():
 def test_matrix_ssl_module_defaults_are_the_authors_readme_settings():
     loss = ML.MatrixSSLLoss()
     assert (loss.lam, loss.mu, loss.gamma, loss.order, loss.method, loss.formulation) == (
-        1.0, 1.0, 1.0, 4, "taylor", "official")
+        1.0,
+        1.0,
+        1.0,
+        4,
+        "taylor",
+        "official",
+    )
     z, p = data(24, 6, seed=5)
     assert torch.equal(loss(t(z), t(p)), MF.matrix_ssl_loss(t(z), t(p)))
 
@@ -435,9 +441,17 @@ def test_pair_losses_gradcheck(name, kw, B, d):
     assert torch.autograd.gradcheck(lambda a, b: fn(a, b, **kw), (zt, pt))
 
 
-@pytest.mark.parametrize("name,kw", [("tcr_loss", {}), ("tcr_loss", dict(method="taylor", eps=400.0)),
-                                     ("uniformity_mce_loss", {}), ("uniformity_mkl_loss", dict(lam=0.5)),
-                                     ("emp_tcr_loss", {}), ("emp_ssl_loss", {})])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("tcr_loss", {}),
+        ("tcr_loss", dict(method="taylor", eps=400.0)),
+        ("uniformity_mce_loss", {}),
+        ("uniformity_mkl_loss", dict(lam=0.5)),
+        ("emp_tcr_loss", {}),
+        ("emp_ssl_loss", {}),
+    ],
+)
 def test_view_losses_gradcheck(name, kw):
     z1, z2 = data(5, 7, seed=79)
     a, b = t(z1).requires_grad_(True), t(z2).requires_grad_(True)
@@ -483,7 +497,12 @@ def test_bad_arguments_are_named():
         ML.MECLoss(eps=-1.0)
     with pytest.raises(ValueError, match=r"tcr_loss: expected at least one view"):
         MF.tcr_loss()
-    with pytest.raises(ValueError, match=r"matrix_ssl_loss: expected inputs of the same shape \(B, d\), got online \(8, 4\) and target \(8, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"matrix_ssl_loss: expected inputs of the same shape \(B, d\), got online \(8, 4\) and target \(8, 5\)",
+    ):
         MF.matrix_ssl_loss(z, torch.randn(8, 5))
-    with pytest.raises(ValueError, match=r"matrix_kl_alignment_loss: expected online to have shape \(B, d\) with B >= 3"):
+    with pytest.raises(
+        ValueError, match=r"matrix_kl_alignment_loss: expected online to have shape \(B, d\) with B >= 3"
+    ):
         MF.matrix_kl_alignment_loss(z[:2], z[:2], formulation="paper")

@@ -169,8 +169,12 @@ def test_rankme_matches_oracle_and_differs_from_covariance_convention():
     D = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     p = np.array([2 / 3 + 1e-7, 1 / 3 + 1e-7])
     assert_close(rankme(D), float(np.exp(-np.sum(p * np.log(p)))), RTOL64, "rankme diag")
-    assert_close(covariance_effective_rank(D, center=False), float(np.exp(scipy.stats.entropy([0.8, 0.2]))),
-                 RTOL64, "sigma^2 convention")
+    assert_close(
+        covariance_effective_rank(D, center=False),
+        float(np.exp(scipy.stats.entropy([0.8, 0.2]))),
+        RTOL64,
+        "sigma^2 convention",
+    )
 
 
 def test_rankme_wide_and_zero():
@@ -311,8 +315,9 @@ def test_accumulator_matches_two_pass_oracle():
     assert rel_fro(acc.spectrum(), w) <= RTOL64
     assert torch.all(acc.spectrum()[:-1] >= acc.spectrum()[1:])
     assert_close(acc.effective_rank(), np_erank_of_eigenvalues(w), RTOL64, "accumulator erank")
-    assert_close(acc.matrix_entropy(), np_matrix_entropy_normalized(np_second_moment(Z.numpy())),
-                 RTOL64, "accumulator ME")
+    assert_close(
+        acc.matrix_entropy(), np_matrix_entropy_normalized(np_second_moment(Z.numpy())), RTOL64, "accumulator ME"
+    )
     assert repr(acc) == "CovarianceAccumulator(dim=9, count=257, device=cpu)"
 
 
@@ -389,8 +394,12 @@ def test_bf16_autocast_does_not_lower_the_precision():
         values = [f(Z) for f in (covariance_effective_rank, rankme)]
         values += [f(Zc, y) for f in (intra_class_effective_rank, inter_class_effective_rank)]
     assert rel_fro(acc.covariance(), np_second_moment(Z.double().numpy())) <= RTOL32
-    expected = [np_erank(np_second_moment(Z.double().numpy())), np_rankme(Z.double().numpy()),
-                np_intra(Zc.double().numpy(), y.numpy()), np_inter(Zc.double().numpy(), y.numpy())]
+    expected = [
+        np_erank(np_second_moment(Z.double().numpy())),
+        np_rankme(Z.double().numpy()),
+        np_intra(Zc.double().numpy(), y.numpy()),
+        np_inter(Zc.double().numpy(), y.numpy()),
+    ]
     for got, want in zip(values, expected, strict=True):
         assert_close(got, want, RTOL32, "under autocast")
 
@@ -401,8 +410,10 @@ def test_accumulator_reset_and_empty_batch():
     assert acc.count == 4
     acc.reset()
     assert acc.count == 0
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "CovarianceAccumulator.covariance: expected at least 1 sample, got 0; call update() first.")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("CovarianceAccumulator.covariance: expected at least 1 sample, got 0; call update() first."),
+    ):
         acc.covariance()
     with pytest.raises(MatrixInfoValueError, match=r"CovarianceAccumulator\.mean: expected at least 1 sample"):
         _ = acc.mean
@@ -523,19 +534,25 @@ def test_plot_spectrum_without_matplotlib_names_the_extra(monkeypatch):
 
 def test_labels_of_the_wrong_length():
     Z = torch.randn(100, 4, dtype=torch.float64)
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "intra_class_effective_rank: expected labels to have shape (N,) with N = 100, got (99,).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("intra_class_effective_rank: expected labels to have shape (N,) with N = 100, got (99,)."),
+    ):
         intra_class_effective_rank(Z, torch.zeros(99, dtype=torch.long))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "inter_class_effective_rank: expected labels to have shape (N,) with N = 100, got (100, 1).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("inter_class_effective_rank: expected labels to have shape (N,) with N = 100, got (100, 1)."),
+    ):
         inter_class_effective_rank(Z, np.zeros((100, 1), dtype=np.int64))
     with pytest.raises(ValueError):  # also a builtin ValueError
         intra_class_effective_rank(Z, torch.zeros(99, dtype=torch.long))
 
 
 def test_labels_must_be_integers():
-    with pytest.raises(MatrixInfoTypeError, match=re.escape(
-            "intra_class_effective_rank: expected labels to have an integer dtype, got torch.float32.")):
+    with pytest.raises(
+        MatrixInfoTypeError,
+        match=re.escape("intra_class_effective_rank: expected labels to have an integer dtype, got torch.float32."),
+    ):
         intra_class_effective_rank(torch.randn(4, 2), torch.zeros(4))
 
 
@@ -543,26 +560,37 @@ def test_single_sample_classes_warn_and_are_left_out():
     Z, y = labelled(seed=25, sizes=(10, 1, 20, 1))
     keep = np.isin(y.numpy(), [c for c in np.unique(y.numpy()) if (y.numpy() == c).sum() >= 2])
     expected = np_intra(Z.numpy()[keep], y.numpy()[keep])
-    with pytest.warns(RuntimeWarning, match=re.escape(
-            "intra_class_effective_rank: 2 of 4 classes have a single sample")):
+    with pytest.warns(
+        RuntimeWarning, match=re.escape("intra_class_effective_rank: 2 of 4 classes have a single sample")
+    ):
         got = intra_class_effective_rank(Z, y)
     assert_close(got, expected, RTOL64, "singletons left out")
 
 
 def test_only_single_sample_classes_raise():
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape(
             "intra_class_effective_rank: expected at least one class with 2 or more samples, "
-            "got 3 classes of 1 sample each.")):
+            "got 3 classes of 1 sample each."
+        ),
+    ):
         intra_class_effective_rank(torch.randn(3, 2), torch.tensor([0, 1, 2]))
 
 
 def test_inter_class_needs_two_classes_and_a_known_weighting():
     Z = torch.randn(5, 2)
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "inter_class_effective_rank: expected labels with at least 2 distinct classes, got 1.")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("inter_class_effective_rank: expected labels with at least 2 distinct classes, got 1."),
+    ):
         inter_class_effective_rank(Z, torch.zeros(5, dtype=torch.long))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "inter_class_effective_rank: expected weighting to be one of 'classes', 'samples', got 'sizes'.")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape(
+            "inter_class_effective_rank: expected weighting to be one of 'classes', 'samples', got 'sizes'."
+        ),
+    ):
         inter_class_effective_rank(Z, torch.tensor([0, 0, 1, 1, 1]), weighting="sizes")
 
 
@@ -571,8 +599,10 @@ def test_nan_in_embeddings(f):
     Z = torch.randn(20, 3, dtype=torch.float64)
     Z[3, 1] = float("nan")
     Z[7, 0] = float("inf")
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            f"{f.__name__}: expected Z to contain only finite values, got 2 NaN or inf entries.")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape(f"{f.__name__}: expected Z to contain only finite values, got 2 NaN or inf entries."),
+    ):
         f(Z)
 
 
@@ -580,8 +610,10 @@ def test_nan_in_class_metrics():
     Z, y = labelled(seed=26)
     Z[0, 0] = float("nan")
     for f in (intra_class_effective_rank, inter_class_effective_rank):
-        with pytest.raises(MatrixInfoValueError, match=re.escape(
-                f"{f.__name__}: expected Z to contain only finite values, got 1 NaN or inf entries.")):
+        with pytest.raises(
+            MatrixInfoValueError,
+            match=re.escape(f"{f.__name__}: expected Z to contain only finite values, got 1 NaN or inf entries."),
+        ):
             f(Z, y)
 
 
@@ -590,8 +622,12 @@ def test_rejected_batch_leaves_the_accumulator_unchanged():
     before = acc.covariance()
     bad = torch.randn(5, 3, dtype=torch.float64)
     bad[2, 2] = float("nan")
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "CovarianceAccumulator.update: expected batch to contain only finite values, got 1 NaN or inf entries.")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape(
+            "CovarianceAccumulator.update: expected batch to contain only finite values, got 1 NaN or inf entries."
+        ),
+    ):
         acc.update(bad)
     assert acc.count == 10
     assert torch.equal(acc.covariance(), before)
@@ -605,35 +641,54 @@ def test_float32_overflow_is_reported():
 
 
 def test_wrong_dimensionality_and_types():
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "covariance_effective_rank: expected Z to have shape (N, d) with N >= 1 and d >= 1, got (5,).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("covariance_effective_rank: expected Z to have shape (N, d) with N >= 1 and d >= 1, got (5,)."),
+    ):
         covariance_effective_rank(torch.randn(5))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "rankme: expected Z to have shape (N, d) with N >= 1 and d >= 1, got (0, 3).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("rankme: expected Z to have shape (N, d) with N >= 1 and d >= 1, got (0, 3)."),
+    ):
         rankme(torch.randn(0, 3))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "CovarianceAccumulator.update: expected batch to have shape (n, 4), got (10, 5).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("CovarianceAccumulator.update: expected batch to have shape (n, 4), got (10, 5)."),
+    ):
         CovarianceAccumulator(4).update(torch.randn(10, 5))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "plot_spectrum: expected data to have shape (N, d) (embeddings) or (d,) (eigenvalues), got (2, 3, 4).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape(
+            "plot_spectrum: expected data to have shape (N, d) (embeddings) or (d,) (eigenvalues), got (2, 3, 4)."
+        ),
+    ):
         plot_spectrum(torch.randn(2, 3, 4), ax=object())
-    with pytest.raises(MatrixInfoTypeError, match=re.escape(
-            "covariance_effective_rank: expected Z to be a torch.Tensor or a numpy.ndarray, got list.")):
+    with pytest.raises(
+        MatrixInfoTypeError,
+        match=re.escape("covariance_effective_rank: expected Z to be a torch.Tensor or a numpy.ndarray, got list."),
+    ):
         covariance_effective_rank([[1.0, 2.0]])
-    with pytest.raises(MatrixInfoTypeError, match=re.escape(
-            "rankme: expected Z to have a real floating dtype (float16, bfloat16, float32 or float64), "
-            "got torch.int64.")):
+    with pytest.raises(
+        MatrixInfoTypeError,
+        match=re.escape(
+            "rankme: expected Z to have a real floating dtype (float16, bfloat16, float32 or float64), got torch.int64."
+        ),
+    ):
         rankme(np.ones((3, 2), dtype=np.int64))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "CovarianceAccumulator: expected dim to be an integer >= 1, got 0.")):
+    with pytest.raises(
+        MatrixInfoValueError, match=re.escape("CovarianceAccumulator: expected dim to be an integer >= 1, got 0.")
+    ):
         CovarianceAccumulator(0)
 
 
 def test_merge_checks_its_argument():
     acc = CovarianceAccumulator(3)
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "CovarianceAccumulator.merge: expected other to have dim = 3, got 4.")):
+    with pytest.raises(
+        MatrixInfoValueError, match=re.escape("CovarianceAccumulator.merge: expected other to have dim = 3, got 4.")
+    ):
         acc.merge(CovarianceAccumulator(4))
-    with pytest.raises(MatrixInfoTypeError, match=re.escape(
-            "CovarianceAccumulator.merge: expected other to be a CovarianceAccumulator, got Tensor.")):
+    with pytest.raises(
+        MatrixInfoTypeError,
+        match=re.escape("CovarianceAccumulator.merge: expected other to be a CovarianceAccumulator, got Tensor."),
+    ):
         acc.merge(torch.zeros(3))

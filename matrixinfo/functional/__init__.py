@@ -11,6 +11,4 @@ from ._llm import *  # noqa: F401,F403
 from ._matrix_ssl import *  # noqa: F401,F403
 from ._redundancy import *  # noqa: F401,F403
 
-__all__ = sorted(
-    _coding_rate.__all__ + _contrastive.__all__ + _llm.__all__ + _matrix_ssl.__all__ + _redundancy.__all__
-)
+__all__ = sorted(_coding_rate.__all__ + _contrastive.__all__ + _llm.__all__ + _matrix_ssl.__all__ + _redundancy.__all__)

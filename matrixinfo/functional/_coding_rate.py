@@ -85,8 +85,12 @@ def tcr_loss(
     batch, zs = _prepare(fn, gather_distributed, *views, check_radius=check_radius)
     B, d = batch.n, zs[0].shape[1]
     scale = d / (B * eps)
-    return _run(zs[0], lambda: torch.stack(
-        [-0.5 * _trace.trace_log_autocov(fn, batch, z, 1.0, scale, method, order, check_radius) for z in zs]).mean())
+    return _run(
+        zs[0],
+        lambda: torch.stack(
+            [-0.5 * _trace.trace_log_autocov(fn, batch, z, 1.0, scale, method, order, check_radius) for z in zs]
+        ).mean(),
+    )
 
 
 def emp_tcr_loss(
@@ -202,7 +206,8 @@ def emp_ssl_loss(
 
     def compute():
         tcr = torch.stack(
-            [-0.5 * _trace.trace_log_autocov(fn, batch, z, 1.0, scale, method, order, check_radius) for z in zs])
+            [-0.5 * _trace.trace_log_autocov(fn, batch, z, 1.0, scale, method, order, check_radius) for z in zs]
+        )
         mean = torch.stack(zs).mean(dim=0)
         # A per-sample mean: the sum over the global batch, divided by B and the number of views.
         (cos,) = batch.sums(torch.stack([F.cosine_similarity(z, mean, dim=1) for z in zs]).sum(dim=0))
@@ -287,7 +292,11 @@ def mec_loss(
         if batch.moments:  # d <= B: lam P^T Z summed over all processes
             M = lam * batch.reduce(p.mT @ z)[0]
         if method == "exact":
-            trace_log = _trace.logdet_identity_plus(M, False, check_radius) if batch.moments else _trace.sylvester_logdet(z, p, lam, check_radius)
+            trace_log = (
+                _trace.logdet_identity_plus(M, False, check_radius)
+                if batch.moments
+                else _trace.sylvester_logdet(z, p, lam, check_radius)
+            )
         else:
             if not batch.moments:
                 M = lam * _trace.smaller_side(p, z, 1.0)

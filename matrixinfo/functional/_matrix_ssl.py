@@ -299,9 +299,22 @@ def matrix_kl_uniformity_loss(
     """
     fn = "matrix_kl_uniformity_loss"
     _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gather_distributed=gather_distributed)
-    batch, (z, p) = _prepare(fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius)
-    return _run(z, lambda: _uniformity_value(
-        fn, _gram(p, z, formulation, batch), lam=lam, mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
+    batch, (z, p) = _prepare(
+        fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius
+    )
+    return _run(
+        z,
+        lambda: _uniformity_value(
+            fn,
+            _gram(p, z, formulation, batch),
+            lam=lam,
+            mu=mu,
+            order=order,
+            method=method,
+            formulation=formulation,
+            check_radius=check_radius,
+        ),
+    )
 
 
 def matrix_kl_alignment_loss(
@@ -362,9 +375,21 @@ def matrix_kl_alignment_loss(
     """
     fn = "matrix_kl_alignment_loss"
     _check_matrix_ssl(fn, online, target, None, mu, order, method, formulation, gather_distributed=gather_distributed)
-    batch, (z, p) = _prepare(fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius)
-    return _run(z, lambda: _alignment_value(
-        fn, _gram(p, z, formulation, batch), mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius))
+    batch, (z, p) = _prepare(
+        fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius
+    )
+    return _run(
+        z,
+        lambda: _alignment_value(
+            fn,
+            _gram(p, z, formulation, batch),
+            mu=mu,
+            order=order,
+            method=method,
+            formulation=formulation,
+            check_radius=check_radius,
+        ),
+    )
 
 
 def matrix_ssl_loss(
@@ -429,7 +454,9 @@ def matrix_ssl_loss(
     """
     fn = "matrix_ssl_loss"
     _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma, gather_distributed)
-    batch, (z, p) = _prepare(fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius)
+    batch, (z, p) = _prepare(
+        fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius
+    )
     opts = dict(mu=mu, order=order, method=method, formulation=formulation, check_radius=check_radius)
 
     def compute():

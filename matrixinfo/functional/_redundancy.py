@@ -389,8 +389,10 @@ def corinfomax_loss(
         eye = torch.eye(d, dtype=torch.float64, device=z1.device)
         logdets = []
         new = []
-        means = [forgetting * m.detach().to(torch.float64) + (1.0 - forgetting) * s / B
-                 for m, s in zip((state.mu1, state.mu2), (sum1, sum2), strict=True)]
+        means = [
+            forgetting * m.detach().to(torch.float64) + (1.0 - forgetting) * s / B
+            for m, s in zip((state.mu1, state.mu2), (sum1, sum2), strict=True)
+        ]
         scatters = batch.reduce(*((z - m).mT @ (z - m) for z, m in zip(zs, means, strict=True)))
         for scatter, R, m_new in zip(scatters, (state.R1, state.R2), means, strict=True):
             R_new = forgetting * R.detach().to(torch.float64) + (1.0 - forgetting) * scatter / B

@@ -46,9 +46,7 @@ def _as_tensor(fn: str, name: str, x) -> torch.Tensor:
     if np is not None and isinstance(x, np.ndarray):
         # from_numpy rejects negative strides; ascontiguousarray copies only then.
         return torch.from_numpy(np.ascontiguousarray(x))
-    raise MatrixInfoTypeError(
-        f"{fn}: expected {name} to be a torch.Tensor or a numpy.ndarray, got {type(x).__name__}."
-    )
+    raise MatrixInfoTypeError(f"{fn}: expected {name} to be a torch.Tensor or a numpy.ndarray, got {type(x).__name__}.")
 
 
 def _as_samples(fn: str, name: str, x, *, dim: int | None = None, min_rows: int = 1) -> torch.Tensor:
@@ -63,8 +61,7 @@ def _as_samples(fn: str, name: str, x, *, dim: int | None = None, min_rows: int 
     if dim is None:
         if x.ndim != 2 or x.shape[0] < min_rows or x.shape[1] < 1:
             raise MatrixInfoValueError(
-                f"{fn}: expected {name} to have shape (N, d) with N >= {min_rows} and d >= 1, "
-                f"got {shape_str(x.shape)}."
+                f"{fn}: expected {name} to have shape (N, d) with N >= {min_rows} and d >= 1, got {shape_str(x.shape)}."
             )
     elif x.ndim != 2 or x.shape[1] != dim:
         raise MatrixInfoValueError(f"{fn}: expected {name} to have shape (n, {dim}), got {shape_str(x.shape)}.")

@@ -177,8 +177,9 @@ class EmbeddingMonitor:
         return logs
 
 
-def lightning_callback(monitor: EmbeddingMonitor, *, key: str = "embeddings", prefix: str = "monitor/",
-                       stage: str = "train"):
+def lightning_callback(
+    monitor: EmbeddingMonitor, *, key: str = "embeddings", prefix: str = "monitor/", stage: str = "train"
+):
     r"""A PyTorch Lightning ``Callback`` that feeds an :class:`EmbeddingMonitor` and logs it each epoch.
 
     Lightning is optional (the ``lightning`` extra: ``pip install

@@ -394,6 +394,7 @@ def _trace_and_top(fn: str, Z, center: bool, steps: int) -> tuple[float, float]:
                 if first:  # the trace, from the first pass's centered blocks
                     sum_squares.append(torch.linalg.vector_norm(c, dtype=torch.float64) ** 2)
             return out
+
         gen = torch.Generator(device="cpu").manual_seed(_KRYLOV_SEED)
         start = torch.randn(d, min(_KRYLOV_BLOCK, d), generator=gen, dtype=torch.float64).to(x.device)
         # Block Lanczos with full reorthogonalization: basis blocks Q_k orthonormal to all earlier ones,

@@ -185,10 +185,15 @@ class CovarianceAccumulator:
             raise MatrixInfoValueError(f"{fn}: expected state of dim {d}, got dim {state['dim']!r}.")
         mean, m2, count = state["mean"], state["m2"], state["count"]
         ok = (
-            isinstance(mean, torch.Tensor) and isinstance(m2, torch.Tensor)
-            and tuple(mean.shape) == (d,) and tuple(m2.shape) == (d, d)
-            and mean.dtype == m2.dtype == torch.float64 and mean.device == m2.device
-            and isinstance(count, int) and not isinstance(count, bool) and count >= 0
+            isinstance(mean, torch.Tensor)
+            and isinstance(m2, torch.Tensor)
+            and tuple(mean.shape) == (d,)
+            and tuple(m2.shape) == (d, d)
+            and mean.dtype == m2.dtype == torch.float64
+            and mean.device == m2.device
+            and isinstance(count, int)
+            and not isinstance(count, bool)
+            and count >= 0
         )
         if not ok:
             raise MatrixInfoValueError(
