@@ -43,7 +43,7 @@ def full_precision(device_type: str):
         yield
 
 
-class precision:  # noqa: N801 - used like a function: ``with precision(x, y) as p``
+class precision:  # lower case: used like a function, ``with precision(x, y) as policy``
     """The precision policy of the package, the one mechanism every function uses.
 
     ``precision(*tensors)`` reads the tensors' dtypes (``None`` entries and

@@ -261,8 +261,8 @@ def _logdet_spd(fn: str, A: torch.Tensor) -> torch.Tensor:
 
     If the Cholesky factorization fails (``A`` numerically indefinite; one
     host read of its status, skipped while ``torch.compile`` traces, where a
-    failure gives NaN), falls back to eigenvalues floored at
-    ``d * eps * lambda_max`` and warns.
+    failure gives NaN), falls back to eigenvalues raised to the package's
+    eigenvalue floor (:func:`matrixinfo._spectral.raise_to_floor`) and warns.
     """
     L, info = torch.linalg.cholesky_ex(A)
     if not _spectral.host_reads_allowed():  # torch.compile traces: no host read; NaN if the factorization failed
