@@ -16,7 +16,7 @@ import contextvars
 import math
 import sys
 import warnings
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -57,7 +57,7 @@ class MatrixInfoTypeError(TypeError):
         ... except MatrixInfoTypeError as err:
         ...     print(err)
         effective_rank: expected A to have a real floating dtype (float16, bfloat16, float32 or float64), got torch.int64.
-    """
+    """  # noqa: E501 - a doctest's expected output is one line
 
 
 class MatrixInfoWarning(RuntimeWarning):
@@ -125,9 +125,7 @@ def shape_str(shape: Sequence[int]) -> str:
 def check_tensor(fn: str, name: str, x) -> torch.Tensor:
     """``x`` must be a real floating-point tensor."""
     if not isinstance(x, torch.Tensor):
-        raise MatrixInfoTypeError(
-            f"{fn}: expected {name} to be a torch.Tensor, got {type(x).__name__}."
-        )
+        raise MatrixInfoTypeError(f"{fn}: expected {name} to be a torch.Tensor, got {type(x).__name__}.")
     if x.dtype not in _FLOATING:
         raise MatrixInfoTypeError(
             f"{fn}: expected {name} to have a real floating dtype "
@@ -141,13 +139,10 @@ def check_square(fn: str, name: str, x) -> torch.Tensor:
     check_tensor(fn, name, x)
     if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
         raise MatrixInfoValueError(
-            f"{fn}: expected {name} to be a square matrix of shape (*, n, n), "
-            f"got shape {shape_str(x.shape)}."
+            f"{fn}: expected {name} to be a square matrix of shape (*, n, n), got shape {shape_str(x.shape)}."
         )
     if x.shape[-1] == 0:
-        raise MatrixInfoValueError(
-            f"{fn}: expected {name} to have n >= 1, got shape {shape_str(x.shape)}."
-        )
+        raise MatrixInfoValueError(f"{fn}: expected {name} to have n >= 1, got shape {shape_str(x.shape)}.")
     return x
 
 
@@ -156,8 +151,7 @@ def check_matrix(fn: str, name: str, x) -> torch.Tensor:
     check_tensor(fn, name, x)
     if x.ndim < 2 or x.shape[-1] == 0 or x.shape[-2] == 0:
         raise MatrixInfoValueError(
-            f"{fn}: expected {name} to be a matrix of shape (*, m, n) with m, n >= 1, "
-            f"got shape {shape_str(x.shape)}."
+            f"{fn}: expected {name} to be a matrix of shape (*, m, n) with m, n >= 1, got shape {shape_str(x.shape)}."
         )
     return x
 
@@ -181,7 +175,7 @@ def check_same_matrix_shape(fn: str, names: tuple[str, str], a: torch.Tensor, b:
 def check_same_device(fn: str, names: Iterable[str], *tensors: torch.Tensor) -> None:
     devices = [t.device for t in tensors]
     if any(d != devices[0] for d in devices[1:]):
-        listing = ", ".join(f"{n} on {d}" for n, d in zip(names, devices))
+        listing = ", ".join(f"{n} on {d}" for n, d in zip(names, devices, strict=False))
         raise MatrixInfoValueError(f"{fn}: expected all inputs on one device, got {listing}.")
 
 
@@ -205,9 +199,7 @@ def check_choice(fn: str, name: str, value, allowed: Sequence[str]) -> str:
 
 def check_int(fn: str, name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise MatrixInfoValueError(
-            f"{fn}: expected {name} to be an integer >= {minimum}, got {value!r}."
-        )
+        raise MatrixInfoValueError(f"{fn}: expected {name} to be an integer >= {minimum}, got {value!r}.")
     return value
 
 
@@ -279,7 +271,8 @@ def warn(message: str, key: str | None = None) -> None:
     the call inside the library.
 
     ``key`` names the kind of warning (by default the first 60 characters of
-    the message, which hold the function and the kind, not the figures). Inside a loss module's ``forward`` (:func:`warnings_owned_by`) the
+    the message, which hold the function and the kind, not the figures).
+    Inside a loss module's ``forward`` (:func:`warnings_owned_by`) the
     message is stored as the module's ``last_warning`` and shown once per
     module and key; otherwise once per calling line and key. Filters with the
     ``"always"`` or ``"error"`` action see every occurrence."""
@@ -316,15 +309,14 @@ def warn(message: str, key: str | None = None) -> None:
 def check_embeddings(fn: str, names: Sequence[str], *zs, min_rows: int = 2) -> None:
     """Embeddings must be floating ``(B, d)`` tensors with ``B >= min_rows``, of
     one shape and on one device."""
-    for name, z in zip(names, zs):
+    for name, z in zip(names, zs, strict=False):
         check_tensor(fn, name, z)
         if z.ndim != 2 or z.shape[0] < min_rows or z.shape[1] < 1:
             raise MatrixInfoValueError(
-                f"{fn}: expected {name} to have shape (B, d) with B >= {min_rows} and d >= 1, "
-                f"got {shape_str(z.shape)}."
+                f"{fn}: expected {name} to have shape (B, d) with B >= {min_rows} and d >= 1, got {shape_str(z.shape)}."
             )
     shapes = [tuple(z.shape) for z in zs]
     if any(s != shapes[0] for s in shapes[1:]):
-        listing = " and ".join(f"{n} {shape_str(s)}" for n, s in zip(names, shapes))
+        listing = " and ".join(f"{n} {shape_str(s)}" for n, s in zip(names, shapes, strict=False))
         raise MatrixInfoValueError(f"{fn}: expected inputs of the same shape (B, d), got {listing}.")
     check_same_device(fn, names, *zs)

@@ -47,7 +47,7 @@ be of equal size (``B_global = W * B_local``, no host read), as with
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -59,7 +59,7 @@ __all__: list[str] = []
 
 # Test switch: None chooses by size; "rows" or "moments" forces a path on
 # every process (it must be set alike on all of them).
-_force_path: Optional[str] = None
+_force_path: str | None = None
 
 
 def is_active() -> bool:
@@ -96,7 +96,7 @@ def _all_reduce(x: torch.Tensor) -> torch.Tensor:
     return funcol.wait_tensor(out) if hasattr(funcol, "wait_tensor") else out
 
 
-def gather(x: torch.Tensor, counts: Optional[Sequence[int]] = None) -> torch.Tensor:
+def gather(x: torch.Tensor, counts: Sequence[int] | None = None) -> torch.Tensor:
     """Concatenate ``x`` over all processes along dim 0 (identity when not
     distributed); ``counts`` are the processes' row counts (see :func:`sizes`)."""
     if not is_active():
@@ -147,7 +147,7 @@ class Batch:
         return self.reduce(*(x.sum(dim=0) for x in xs))
 
 
-def batch(fn: str, gather_distributed: bool, *zs: torch.Tensor, dim: Optional[int] = None, min_rows: int = 2) -> Batch:
+def batch(fn: str, gather_distributed: bool, *zs: torch.Tensor, dim: int | None = None, min_rows: int = 2) -> Batch:
     """The moments-or-rows dispatch: which path a loss takes (see the module
     docstring). ``dim``: the size of the loss's ``d x d`` side (default ``d``)."""
     B, d = zs[0].shape

@@ -49,7 +49,7 @@ decays geometrically and the term is an over-estimate).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -251,18 +251,16 @@ def _finish(fn, value, error, out_dtype, return_error):
 
 
 def _setup(tensors):
-    out_dtype = tensors[0].dtype
-    for t in tensors[1:]:
-        out_dtype = torch.promote_types(out_dtype, t.dtype)
-    work = _spectral.compute_dtype(out_dtype)
-    return out_dtype, [t.to(work) for t in tensors]
+    """The precision policy of the inputs, and the inputs in the dtype of the work."""
+    policy = _spectral.precision(*tensors)
+    return policy, list(policy.cast(*tensors))
 
 
 def matrix_entropy(fn, A, *, normalize=None, num_probes, num_steps, generator, return_error):
     """``normalize=None``: the matrix entropy ``-tr(A log A) + tr A``;
     ``True``/``False``: the von Neumann entropy of ``A / tr A`` or of ``A``."""
-    out_dtype, (A,) = _setup([A])
-    with _spectral.full_precision(A.device.type):
+    policy, (A,) = _setup([A])
+    with policy:
         n = A.shape[-1]
         mv = dense_operator(A)
         X, k = start_vectors(mv, n, tuple(A.shape[:-2]), A.dtype, A.device, num_probes, generator)
@@ -278,15 +276,15 @@ def matrix_entropy(fn, A, *, normalize=None, num_probes, num_steps, generator, r
             err = torch.where(pos, err / t_safe.detach(), torch.zeros_like(err))
         else:
             value = 0.0 - tlogt
-    return _finish(fn, value, err, out_dtype, return_error)
+    return _finish(fn, value, err, policy.result_dtype, return_error)
 
 
 def matrix_divergence(fn, P, Q, *, kl: bool, num_probes, num_steps, generator, return_error):
     """``kl=False``: ``-tr(P log Q) + tr Q``; ``kl=True``: ``tr(P log P) - tr(P log Q) - tr P + tr Q``,
     both traces from the same probes (their errors partly cancel near ``Q = P``)."""
-    out_dtype, (P, Q) = _setup([P, Q])
+    policy, (P, Q) = _setup([P, Q])
     P, Q = torch.broadcast_tensors(P, Q)
-    with _spectral.full_precision(P.device.type):
+    with policy:
         n = P.shape[-1]
         mv_p, mv_q = dense_operator(P), dense_operator(Q)
         X, k = start_vectors(mv_p, n, tuple(P.shape[:-2]), P.dtype, P.device, num_probes, generator)
@@ -296,19 +294,20 @@ def matrix_divergence(fn, P, Q, *, kl: bool, num_probes, num_steps, generator, r
             plogp, err_p = trace_estimate(fn, mv_p, X, k, num_steps, "xlogx")
             value = value + plogp - _trace(P)
             err = err + err_p
-    return _finish(fn, value, err, out_dtype, return_error)
+    return _finish(fn, value, err, policy.result_dtype, return_error)
 
 
-def covariance_effective_rank(Z, *, center: bool = True, num_probes=DEFAULT_PROBES, num_steps=DEFAULT_STEPS,
-                              generator=None, return_error=False):
+def covariance_effective_rank(
+    Z, *, center: bool = True, num_probes=DEFAULT_PROBES, num_steps=DEFAULT_STEPS, generator=None, return_error=False
+):
     """Effective rank ``exp(VNE(C))`` of the covariance ``C = Y^T Y / B`` of the
     rows of ``Z`` ``(B, d)`` (``Y`` = ``Z`` centered if ``center``), by SLQ on
     mat-vecs with ``Y``: the ``d x d`` matrix is never formed. The hook for
     :mod:`matrixinfo.metrics`; the error is propagated to first order
     (``erank * err(VNE)``)."""
     fn = "covariance_effective_rank"
-    out_dtype, (Z,) = _setup([Z])
-    with torch.no_grad(), _spectral.full_precision(Z.device.type):
+    policy, (Z,) = _setup([Z])
+    with torch.no_grad(), policy:
         B, d = Z.shape[-2], Z.shape[-1]
         Y = Z - Z.mean(-2, keepdim=True) if center else Z
         mv = factor_operator(Y, 1.0 / B)
@@ -320,4 +319,4 @@ def covariance_effective_rank(Z, *, center: bool = True, num_probes=DEFAULT_PROB
         vne = torch.log(t_safe) - tlogt / t_safe
         erank = torch.where(pos, torch.exp(vne), torch.zeros_like(t))
         err = torch.where(pos, erank * err / t_safe, torch.zeros_like(t))
-    return _finish(fn, erank, err, out_dtype, return_error)
+    return _finish(fn, erank, err, policy.result_dtype, return_error)

@@ -1,5 +1,6 @@
-"""Spectral building blocks: precision handling, eigenvalue floors, a matrix
-logarithm with a Daleckii-Krein backward, and the Taylor (Mercator) series.
+"""Spectral building blocks: the precision policy, the eigenvalue floor, a matrix
+logarithm with a Daleckii-Krein backward, and the Taylor (Mercator) series with
+its radius check.
 
 Private: the public, documented entry points live in :mod:`matrixinfo.core`.
 """
@@ -20,15 +21,16 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Half-precision inputs are computed in float32 (eigh, slogdet and
-    cholesky have no float16/bfloat16 kernels, and their accuracy would be
-    useless anyway); float32 and float64 are computed as they are."""
+    """The dtype of the work for a result dtype ``dtype``: half precision is
+    raised to float32 (eigh, slogdet and cholesky have no float16/bfloat16
+    kernels, and their accuracy would be useless anyway); float32 and float64
+    are kept. A building block of :class:`precision`."""
     return torch.float32 if dtype in _HALF else dtype
 
 
 @contextlib.contextmanager
 def full_precision(device_type: str):
-    """Disable autocast for a spectral block.
+    """Autocast disabled on ``device_type``. A building block of :class:`precision`.
 
     Casting inputs to float32 is not enough under autocast: CPU bfloat16
     autocast turns ``x.float().T @ x.float()`` back into bfloat16
@@ -39,6 +41,47 @@ def full_precision(device_type: str):
             yield
     else:  # pragma: no cover - other backends have no autocast to disable
         yield
+
+
+class precision:  # lower case: used like a function, ``with precision(x, y) as policy``
+    """The precision policy of the package, the one mechanism every function uses.
+
+    ``precision(*tensors)`` reads the tensors' dtypes (``None`` entries and
+    non-tensors are skipped) and fixes:
+
+    * ``result_dtype``: their promoted dtype (torch's type promotion: float32
+      with float64 gives float64);
+    * ``dtype``: the dtype of the work, ``result_dtype`` with float16 and
+      bfloat16 raised to float32 (:func:`compute_dtype`).
+
+    As a context manager it disables autocast on the first tensor's device for
+    the whole block (:func:`full_precision`); :meth:`cast` moves tensors to
+    ``dtype``. The matrix functions of :mod:`matrixinfo` return
+    ``result_dtype`` (the :func:`spectral` decorator); losses and metrics
+    return ``dtype`` (float32 for half-precision inputs, like PyTorch's own
+    losses under autocast). The reasons are on the numerics page
+    (``docs/numerics.rst``, "Dtypes and autocast").
+    """
+
+    def __init__(self, *tensors):
+        tensors = [t for t in tensors if isinstance(t, torch.Tensor)]
+        self.result_dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
+        self.dtype = compute_dtype(self.result_dtype)
+        self.device_type = tensors[0].device.type
+        self._block = None
+
+    def cast(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The tensors in the dtype of the work."""
+        return tuple(t.to(self.dtype) for t in tensors)
+
+    def __enter__(self) -> precision:
+        self._block = full_precision(self.device_type)
+        self._block.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> bool | None:
+        block, self._block = self._block, None
+        return block.__exit__(*exc)
 
 
 def non_finite_guard(*tensors: torch.Tensor):
@@ -68,26 +111,25 @@ def nan_where(bad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 
 def spectral(fn):
-    """Decorator: run ``fn`` on float32/float64 copies of its tensor arguments
-    (the promoted dtype of all of them) with autocast disabled, and return
-    results in the input's dtype. Matrices holding NaN or inf give NaN
-    (:func:`non_finite_guard`)."""
+    """Decorator: :class:`precision` applied to a matrix function. ``fn`` runs
+    on copies of its tensor arguments in the dtype of the work, with autocast
+    disabled, and its result is returned in the promoted input dtype. Matrices
+    holding NaN or inf give NaN (:func:`non_finite_guard`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         check_not_meta(fn.__name__.lstrip("_"), "the input", tensors[0])
-        out_dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
-        work = compute_dtype(out_dtype)
-        args = [a.to(work) if isinstance(a, torch.Tensor) else a for a in args]
+        policy = precision(*tensors)
+        args = [a.to(policy.dtype) if isinstance(a, torch.Tensor) else a for a in args]
         where = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
         bad, cleaned = non_finite_guard(*[args[i] for i in where])
-        for i, t in zip(where, cleaned):
+        for i, t in zip(where, cleaned, strict=True):
             args[i] = t
-        with full_precision(tensors[0].device.type):
+        with policy:
             out = nan_where(bad, fn(*args, **kwargs))
-        if out_dtype != work:
-            out = out.to(out_dtype)
+        if policy.result_dtype != policy.dtype:
+            out = out.to(policy.result_dtype)
         return out
 
     return wrapper
@@ -98,20 +140,19 @@ def symmetrize(A: torch.Tensor) -> torch.Tensor:
 
 
 def eigenvalue_floor(w: torch.Tensor) -> torch.Tensor:
-    """The floor below which eigenvalues of a PSD matrix are indistinguishable
-    from zero: ``n * eps(dtype) * max(|lambda_max|, sqrt(tiny))``, per matrix.
-
-    This is the tolerance NumPy's ``matrix_rank`` uses for singular values.
-    It is relative, so a matrix and its rescaling ``c * A`` get the same
-    relative treatment across scales."""
+    """The package's eigenvalue floor for eigenvalues ``w`` ``(*, n)`` of PSD
+    matrices, per matrix (``(*, 1)``): the one definition, described on the
+    numerics page (``docs/numerics.rst``, "Eigenvalue floors")."""
     n = w.shape[-1]
     info = torch.finfo(w.dtype)
-    # The reference scale is at least sqrt(tiny) (1.5e-154 in float64, 1.1e-19 in
-    # float32): for an all-zero matrix a floor of n * eps * tiny is subnormal, its
-    # reciprocal (the derivative of log there) overflows to inf, and the
-    # Daleckii-Krein backward turned inf - inf into NaN.
     top = w.abs().amax(dim=-1, keepdim=True).clamp_min(math.sqrt(info.tiny))
     return n * info.eps * top
+
+
+def raise_to_floor(w: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues ``w`` ``(*, n)`` raised to :func:`eigenvalue_floor`: what every
+    logarithm of eigenvalues in the package takes."""
+    return torch.maximum(w, eigenvalue_floor(w))
 
 
 def _warn_if_not_psd(fn: str, w: torch.Tensor) -> None:
@@ -185,7 +226,7 @@ class SymmetricLog(torch.autograd.Function):
     @staticmethod
     def forward(A: torch.Tensor):  # type: ignore[override]
         w, U = torch.linalg.eigh(symmetrize(A))
-        floored = torch.maximum(w, eigenvalue_floor(w))
+        floored = raise_to_floor(w)
         return (U * torch.log(floored).unsqueeze(-2)) @ U.mT, w, U
 
     @staticmethod
@@ -200,7 +241,7 @@ class SymmetricLog(torch.autograd.Function):
         A, w, U = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: make the result differentiable in A
             w, U = torch.linalg.eigh(symmetrize(A))
-        w = torch.maximum(w, eigenvalue_floor(w))
+        w = raise_to_floor(w)
         inner = U.mT @ symmetrize(G) @ U
         return U @ (log_divided_difference(w) * inner) @ U.mT
 
@@ -232,7 +273,7 @@ class TraceProductLog(torch.autograd.Function):
     @staticmethod
     def forward(P: torch.Tensor, Q: torch.Tensor):  # type: ignore[override]
         w, U = torch.linalg.eigh(symmetrize(Q))
-        floored = torch.maximum(w, eigenvalue_floor(w))
+        floored = raise_to_floor(w)
         PU = symmetrize(P) @ U
         return (torch.log(floored) * (U * PU).sum(-2)).sum(-1), w, U, PU
 
@@ -249,7 +290,7 @@ class TraceProductLog(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: differentiable in P and Q
             w, U = torch.linalg.eigh(symmetrize(Q))
             PU = symmetrize(P) @ U
-        w = torch.maximum(w, eigenvalue_floor(w))
+        w = raise_to_floor(w)
         g = g[..., None, None]
         grad_P = grad_Q = None
         if ctx.needs_input_grad[0]:
@@ -312,26 +353,45 @@ def spectral_radius_bound(X: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(A.sum(-2).amax(-1) * A.sum(-1).amax(-1))
 
 
-def warn_if_outside_radius(fn: str, X: torch.Tensor, radius: float = 1.0, what: str = "Q - I") -> None:
-    """Warn when the Mercator series ``log(I + X)`` is used with ``rho(X) >= 1``.
+def warn_if_outside_radius(
+    fn: str, M: torch.Tensor, what: str, *, shift: float = 0.0, dim: int | None = None, loss: bool = False
+) -> None:
+    """Warn when the Mercator series of ``log(I + X)`` is used with ``rho(X) >= 1``,
+    for ``X = M + shift I``. The one radius check of the package.
+
+    ``M`` is ``(*, n, n)``. When ``dim > n``, ``M`` carries the nonzero spectrum
+    of a ``dim x dim`` matrix (the smaller side of a Gram matrix) and the
+    ``dim - n`` missing eigenvalues of ``X`` are ``shift``. ``what`` names
+    ``X`` in the message; ``loss`` words it for a loss (the series stands for a
+    log-determinant) rather than for :func:`matrixinfo.matrix_log`.
 
     Reads one or two scalars on the host (a GPU synchronization): the cheap
     bound of :func:`spectral_radius_bound`, then, only if that does not settle
-    it, the power-iteration estimate. No warning for a non-finite ``X``
+    it, the power-iteration estimate. No warning for a non-finite ``M``
     (the result is NaN anyway)."""
+    eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+    X = M + shift * eye
+    padding = abs(shift) if dim is not None and M.shape[-1] < dim else 0.0
     bound = float(spectral_radius_bound(X).max())
-    if bound < radius or not math.isfinite(bound):
+    if max(bound, padding) < 1.0 or not math.isfinite(bound):
+        return  # provably inside: no power iteration (or NaN/inf input: the result is NaN)
+    rho = max(float(spectral_radius_estimate(X).max()), padding)
+    if rho < 1.0:
         return
-    rho = spectral_radius_estimate(X)
-    worst = float(rho.max())
-    if worst >= radius:
-        warn(
-            f"{fn}: the Taylor series of log(I + X) is used outside its convergence radius: "
-            f"the spectral radius of {what} is about {worst:.3g} >= {radius:g}, so the value is "
-            "not an approximation of the matrix logarithm. Add a larger shift (mu), scale the "
-            "input down (for example with a warm-up), or use method='eigh'/'exact'.",
-            key=f"{fn}: Taylor radius",
+    if loss:
+        series, result, target = "the matrix logarithm", "the loss", "the log-determinant"
+        advice = "Use a larger shift, scale the input down (for MEC, the lambda warm-up), or method='exact'."
+    else:
+        series, result, target = "log(I + X)", "the value", "the matrix logarithm"
+        advice = (
+            "Add a larger shift (mu), scale the input down (for example with a warm-up), or use method='eigh'/'exact'."
         )
+    warn(
+        f"{fn}: the Taylor series of {series} is used outside its convergence radius: "
+        f"the spectral radius of {what} is about {rho:.3g} >= 1, so {result} is "
+        f"not an approximation of {target}. {advice}",
+        key=f"{fn}: Taylor radius",
+    )
 
 
 def taylor_log(A: torch.Tensor, order: int) -> torch.Tensor:

@@ -1,5 +1,7 @@
-r"""The matrix-information core: matrix logarithm, matrix entropy, matrix KL
-divergence, matrix cross-entropy, effective rank and a Sylvester log-determinant.
+r"""The matrix-information core.
+
+Matrix logarithm, matrix entropy, matrix KL divergence, matrix cross-entropy,
+effective rank and a Sylvester log-determinant.
 
 Conventions shared by every function here:
 
@@ -13,18 +15,18 @@ Conventions shared by every function here:
   use eigenvalue-only gradients (trace functions) or a Daleckii-Krein backward
   (the matrix logarithm), both finite at exactly repeated eigenvalues, where
   plain autograd through :func:`torch.linalg.eigh` returns NaN.
-* Eigenvalues of a PSD input are floored at
-  ``n * eps(dtype) * max(|lambda_max|, sqrt(tiny))`` wherever a logarithm of them is
-  taken (the tolerance NumPy's ``matrix_rank`` uses), and treated as zero in
-  ``0 log 0 = 0`` terms.
+* Eigenvalues of a PSD input are raised to the package's eigenvalue floor
+  wherever a logarithm of them is taken (defined on the numerics page,
+  :ref:`numerics-floor`), and treated as zero in ``0 log 0 = 0`` terms.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import _lanczos, _spectral
+from . import _lanczos, _spectral, _trace
 from ._checks import (
+    MatrixInfoValueError,
     check_choice,
     check_flag,
     check_int,
@@ -33,9 +35,7 @@ from ._checks import (
     check_same_device,
     check_same_matrix_shape,
     check_square,
-    MatrixInfoValueError,
     shape_str,
-    warn,
 )
 
 __all__ = [
@@ -49,48 +49,6 @@ __all__ = [
 ]
 
 _LOG_METHODS = ("eigh", "taylor")
-
-
-def _trace(A: torch.Tensor) -> torch.Tensor:
-    return A.diagonal(dim1=-2, dim2=-1).sum(-1)
-
-
-def _trace_of_product(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """``tr(A @ B) = sum_ij A_ij B_ji`` without forming the product (einsum
-    reads the transposed operand blockwise: 4x faster than ``(A * B.mT).sum()``)."""
-    return torch.einsum("...ij,...ji->...", A, B)
-
-
-def _xlogx(w: torch.Tensor) -> torch.Tensor:
-    """``w log w`` with ``0 log 0 = 0`` and non-positive ``w`` treated as 0.
-
-    The double ``where`` keeps the gradient finite (zero) on the masked
-    entries; masking ``xlogy(w, w)`` after the fact leaves NaN in the gradient."""
-    positive = w > 0
-    safe = torch.where(positive, w, torch.ones_like(w))
-    return torch.where(positive, safe * torch.log(safe), torch.zeros_like(w))
-
-
-def _eigvalsh(A: torch.Tensor) -> torch.Tensor:
-    # eigvalsh's backward is U diag(g) U^T: finite at repeated eigenvalues.
-    return torch.linalg.eigvalsh(_spectral.symmetrize(A))
-
-
-def _log(fn: str, A: torch.Tensor, method: str, order: int, check_radius: bool) -> torch.Tensor:
-    if method == "eigh":
-        return _spectral.symmetric_log(fn, A, check_radius)
-    if check_radius:
-        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
-        _spectral.warn_if_outside_radius(fn, A - eye)
-    return _spectral.taylor_log(A, order)
-
-
-def _trace_of_log_product(fn, P, Q, method, order, check_radius) -> torch.Tensor:
-    """``tr(P log Q)``; with ``method="eigh"`` without forming ``log Q``."""
-    if method == "eigh":
-        P, Q = torch.broadcast_tensors(P, Q)
-        return _spectral.trace_product_log(fn, P, Q, check_radius)
-    return _trace_of_product(P, _log(fn, Q, method, order, check_radius))
 
 
 def _check_log_args(fn: str, method, order) -> None:
@@ -108,10 +66,10 @@ def matrix_log(A: torch.Tensor, *, method: str = "eigh", order: int = 4, check_r
         :math:`(A + A^\top)/2` is read). With :math:`A = U \operatorname{diag}(\lambda) U^\top`,
 
         .. math:: \log A = U \operatorname{diag}(\log \max(\lambda_i, \lambda_{\mathrm{floor}})) U^\top,
-                  \qquad \lambda_{\mathrm{floor}} = n \cdot \mathrm{eps(dtype)} \cdot \max(|\lambda|_{\max}, \sqrt{\mathrm{tiny}}).
 
-        The floor (``n * 2.2e-16 * lambda_max`` in float64, ``n * 1.2e-7 *
-        lambda_max`` in float32) keeps the log of a singular or rounding-noise
+        with :math:`\lambda_{\mathrm{floor}}` the eigenvalue floor of the
+        numerics page (:ref:`numerics-floor`; relative to the largest
+        eigenvalue). The floor keeps the log of a singular or rounding-noise
         eigenvalue finite; eigenvalues far below zero (more than
         ``sqrt(eps) * lambda_max``) warn that the input is not PSD. The
         backward is the Daleckii-Krein formula with divided differences of
@@ -174,7 +132,7 @@ def matrix_log(A: torch.Tensor, *, method: str = "eigh", order: int = 4, check_r
 
 @_spectral.spectral
 def _matrix_log(fn, A, method, order, check_radius):
-    return _log(fn, A, method, order, check_radius)
+    return _trace.logm(fn, A, method, order, check_radius)
 
 
 def matrix_entropy(
@@ -265,7 +223,7 @@ def matrix_entropy(
 
 @_spectral.spectral
 def _matrix_entropy(A):
-    return -_xlogx(_eigvalsh(A)).sum(-1) + _trace(A)
+    return -_trace.xlogx(_trace.eigvalsh(A)).sum(-1) + _trace.trace(A)
 
 
 def von_neumann_entropy(
@@ -291,9 +249,12 @@ def von_neumann_entropy(
     Args:
         A: ``(*, n, n)`` symmetric PSD matrices.
         normalize: divide by the trace first.
-        method, num_probes, num_steps, generator, return_error: ``"eigh"``
-            (exact, default) or ``"lanczos"`` and its options, see
-            :func:`matrix_entropy`.
+        method: ``"eigh"`` (exact, default) or ``"lanczos"`` (stochastic
+            Lanczos quadrature, as in :func:`matrix_entropy`).
+        num_probes: probes (and deflation rank) of ``method="lanczos"``, ``>= 2``.
+        num_steps: Lanczos steps (quadrature nodes), ``>= 1``; capped at ``n``.
+        generator: :class:`torch.Generator` for the probes, or ``None`` (the global RNG).
+        return_error: return ``(value, error)`` (``method="lanczos"`` only).
 
     Returns:
         ``(*)`` tensor (a pair with ``return_error=True``). A zero matrix has entropy 0.
@@ -311,18 +272,25 @@ def von_neumann_entropy(
     check_choice(fn, "method", method, ("eigh", "lanczos"))
     _lanczos.check_options(fn, method, num_probes, num_steps, generator, return_error)
     if method == "lanczos":
-        return _lanczos.matrix_entropy(fn, A, normalize=bool(normalize), num_probes=num_probes,
-                                       num_steps=num_steps, generator=generator, return_error=return_error)
+        return _lanczos.matrix_entropy(
+            fn,
+            A,
+            normalize=bool(normalize),
+            num_probes=num_probes,
+            num_steps=num_steps,
+            generator=generator,
+            return_error=return_error,
+        )
     return _von_neumann_entropy(A, normalize)
 
 
 @_spectral.spectral
 def _von_neumann_entropy(A, normalize):
-    w = _eigvalsh(A)
+    w = _trace.eigvalsh(A)
     if normalize:
         total = w.clamp_min(0).sum(-1, keepdim=True)
         w = w / torch.where(total > 0, total, torch.ones_like(total))
-    return 0.0 - _xlogx(w).sum(-1)  # 0.0 - x: no -0.0 for the zero matrix
+    return 0.0 - _trace.xlogx(w).sum(-1)  # 0.0 - x: no -0.0 for the zero matrix
 
 
 def _check_pair(fn: str, P, Q, method, order) -> None:
@@ -360,11 +328,17 @@ def matrix_cross_entropy(
         P: ``(*, n, n)`` PSD reference.
         Q: ``(*, n, n)`` model; symmetric PSD for ``method="eigh"``, any
             matrix with :math:`\rho(Q - I) < 1` for ``method="taylor"``.
-        method, order, check_radius: how :math:`\log Q` is computed, see
-            :func:`matrix_log`; or ``method="lanczos"``: both traces by
+        method: how :math:`\log Q` is computed: ``"eigh"`` or ``"taylor"``
+            (as in :func:`matrix_log`), or ``"lanczos"``: both traces by
             stochastic Lanczos quadrature (``P`` symmetric PSD, ``Q``
-            symmetric PD), with the options below.
-        num_probes, num_steps, generator, return_error: see :func:`matrix_entropy`.
+            symmetric PD).
+        order: number of terms of the Taylor series (``method="taylor"`` only).
+        check_radius: warn when the Taylor series is used outside its radius;
+            ``False`` also skips the PSD warning of ``"eigh"`` (no host read).
+        num_probes: probes (and deflation rank) of ``method="lanczos"``, ``>= 2``.
+        num_steps: Lanczos steps (quadrature nodes), ``>= 1``; capped at ``n``.
+        generator: :class:`torch.Generator` for the probes, or ``None`` (the global RNG).
+        return_error: return ``(value, error)`` (``method="lanczos"`` only).
 
     Returns:
         ``(*)`` tensor (batch dims of ``P`` and ``Q`` broadcast).
@@ -384,14 +358,22 @@ def matrix_cross_entropy(
     check_flag(fn, "check_radius", check_radius)
     _lanczos.check_options(fn, method, num_probes, num_steps, generator, return_error)
     if method == "lanczos":
-        return _lanczos.matrix_divergence(fn, P, Q, kl=False, num_probes=num_probes, num_steps=num_steps,
-                                          generator=generator, return_error=return_error)
+        return _lanczos.matrix_divergence(
+            fn,
+            P,
+            Q,
+            kl=False,
+            num_probes=num_probes,
+            num_steps=num_steps,
+            generator=generator,
+            return_error=return_error,
+        )
     return _matrix_cross_entropy(fn, P, Q, method, order, check_radius)
 
 
 @_spectral.spectral
 def _matrix_cross_entropy(fn, P, Q, method, order, check_radius):
-    return -_trace_of_log_product(fn, P, Q, method, order, check_radius) + _trace(Q)
+    return -_trace.trace_of_log_product(fn, P, Q, method, order, check_radius) + _trace.trace(Q)
 
 
 def matrix_kl_divergence(
@@ -420,11 +402,17 @@ def matrix_kl_divergence(
     Args:
         P: ``(*, n, n)`` PSD reference.
         Q: ``(*, n, n)`` PD model (see :func:`matrix_cross_entropy` for the methods).
-        method, order, check_radius: how :math:`\log Q` is computed
-            (``"eigh"``, ``"taylor"`` or ``"lanczos"``, see
-            :func:`matrix_cross_entropy`); with ``"lanczos"``
-            :math:`\operatorname{tr}(P \log P)` is estimated from the same probes.
-        num_probes, num_steps, generator, return_error: see :func:`matrix_entropy`.
+        method: how :math:`\log Q` is computed: ``"eigh"``, ``"taylor"`` or
+            ``"lanczos"`` (as in :func:`matrix_cross_entropy`); with
+            ``"lanczos"`` :math:`\operatorname{tr}(P \log P)` is estimated from
+            the same probes.
+        order: number of terms of the Taylor series (``method="taylor"`` only).
+        check_radius: warn when the Taylor series is used outside its radius;
+            ``False`` also skips the PSD warning of ``"eigh"`` (no host read).
+        num_probes: probes (and deflation rank) of ``method="lanczos"``, ``>= 2``.
+        num_steps: Lanczos steps (quadrature nodes), ``>= 1``; capped at ``n``.
+        generator: :class:`torch.Generator` for the probes, or ``None`` (the global RNG).
+        return_error: return ``(value, error)`` (``method="lanczos"`` only).
 
     Returns:
         ``(*)`` tensor.
@@ -447,15 +435,17 @@ def matrix_kl_divergence(
     check_flag(fn, "check_radius", check_radius)
     _lanczos.check_options(fn, method, num_probes, num_steps, generator, return_error)
     if method == "lanczos":
-        return _lanczos.matrix_divergence(fn, P, Q, kl=True, num_probes=num_probes, num_steps=num_steps,
-                                          generator=generator, return_error=return_error)
-    return _matrix_kl_divergence(fn, P, Q, method, order, check_radius)
-
-
-@_spectral.spectral
-def _matrix_kl_divergence(fn, P, Q, method, order, check_radius):
-    plogp = _xlogx(_eigvalsh(P)).sum(-1)
-    return plogp - _trace_of_log_product(fn, P, Q, method, order, check_radius) - _trace(P) + _trace(Q)
+        return _lanczos.matrix_divergence(
+            fn,
+            P,
+            Q,
+            kl=True,
+            num_probes=num_probes,
+            num_steps=num_steps,
+            generator=generator,
+            return_error=return_error,
+        )
+    return _trace.matrix_kl_divergence(fn, P, Q, method, order, check_radius)
 
 
 def effective_rank(A: torch.Tensor) -> torch.Tensor:
@@ -496,7 +486,7 @@ def _effective_rank(A):
     total = s.sum(-1, keepdim=True)
     nonzero = total > 0
     p = s / torch.where(nonzero, total, torch.ones_like(total))
-    return torch.where(nonzero.squeeze(-1), torch.exp(-_xlogx(p).sum(-1)), torch.zeros_like(total.squeeze(-1)))
+    return torch.where(nonzero.squeeze(-1), torch.exp(-_trace.xlogx(p).sum(-1)), torch.zeros_like(total.squeeze(-1)))
 
 
 def sylvester_logdet(X: torch.Tensor, Y: torch.Tensor | None = None, *, scale: float = 1.0) -> torch.Tensor:
@@ -552,46 +542,4 @@ def sylvester_logdet(X: torch.Tensor, Y: torch.Tensor | None = None, *, scale: f
                 f"batch dimensions, got {shape_str(X.shape)} and {shape_str(Y.shape)}."
             )
         check_same_device(fn, ("X", "Y"), X, Y)
-    return _sylvester_logdet(X, Y, scale)
-
-
-@_spectral.spectral
-def _sylvester_logdet(X, Y, scale, host_checks=True):
-    # host_checks=False (a loss with check_radius=False, or torch.compile
-    # tracing): no host read. A failed Cholesky factorization (non-finite or
-    # overflowing input) gives NaN instead of the LU fallback, and a
-    # non-positive determinant NaN without the warning.
-    host_checks = _spectral.host_reads_allowed(host_checks)
-    n, k = X.shape[-2], X.shape[-1]
-    symmetric = Y is None
-    Y = X if Y is None else Y
-    if n <= k:
-        M = scale * (X @ Y.mT)
-    else:
-        M = scale * (Y.mT @ X)
-    return _logdet_identity_plus(M, symmetric and scale >= 0, host_checks)
-
-
-def _logdet_identity_plus(M: torch.Tensor, positive_semidefinite: bool, host_checks: bool = True) -> torch.Tensor:
-    """``log det(I + M)``: Cholesky when ``M`` is known to be PSD (LU if that
-    fails), else LU with NaN and a warning where the determinant is not
-    positive. Shared by :func:`sylvester_logdet` and the losses that form
-    ``M`` from all-reduced moments. ``host_checks=False``: no host read (see
-    :func:`_sylvester_logdet`)."""
-    host_checks = _spectral.host_reads_allowed(host_checks)
-    M = M + torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
-    if positive_semidefinite:
-        L, info = torch.linalg.cholesky_ex(M)
-        if not host_checks:
-            ok = info == 0
-            diag = torch.where(ok.unsqueeze(-1), L.diagonal(dim1=-2, dim2=-1), torch.ones_like(M[..., 0]))
-            return torch.where(ok, 2.0 * torch.log(diag).sum(-1), torch.full_like(diag[..., 0], float("nan")))
-        if not bool((info != 0).any()):
-            return 2.0 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)
-    sign, logabs = torch.linalg.slogdet(M)
-    if host_checks and bool((sign <= 0).any()):
-        warn(
-            "sylvester_logdet: the determinant of I + c X Y^T is not positive, so its "
-            "log-determinant is not real; returning NaN for those matrices.",
-        )
-    return torch.where(sign > 0, logabs, torch.full_like(logabs, float("nan")))
+    return _trace.sylvester_logdet(X, Y, scale)

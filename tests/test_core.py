@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 import torch
+from _tolerances import AUTOCAST_RTOL, FLOAT32_MAX_COND, GRADCHECK, RTOL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.autograd import gradcheck, gradgradcheck
@@ -33,30 +34,6 @@ from matrixinfo import (
 )
 
 # ---------------------------------------------------------------------------
-# The one tolerance table. Errors are measured as
-#     max |got - ref| / max(1, max |ref|)
-# (relative, with an absolute floor of the same size for values near 0).
-RTOL = {
-    torch.float64: 1e-10,
-    torch.float32: 1e-5,
-}
-# Looser or special numbers, each with its reason:
-# * float32 reference tests use condition numbers <= 10: the float32 eigensolver's
-#   eigenvalue error is ~ n * eps32 * lambda_max, which is a relative error of
-#   n * eps32 * cond in the smallest eigenvalue and an absolute error of the same
-#   size in its logarithm (8 * 1.2e-7 * 10 = 1e-5 at the limit of the float32 row).
-FLOAT32_MAX_COND = 10.0
-# * gradcheck compares against central finite differences with step 1e-6; their
-#   truncation error is ~1e-12 * |f'''| and their rounding error ~1e-16 / 1e-6 =
-#   1e-10 relative, so 1e-8 / 1e-6 (tighter than torch's defaults 1e-5 / 1e-3)
-#   leave a margin of 100 on well-conditioned float64 inputs.
-GRADCHECK = dict(eps=1e-6, atol=1e-8, rtol=1e-6)
-# * half precision is computed in float32 and rounded once: the result must be
-#   bit-identical to the float32 result on the same (rounded) input, cast back.
-# * autocast: the spectral block runs with autocast disabled, so results must be
-#   within the float32 row (1e-5) of float32 with autocast off.
-AUTOCAST_RTOL = RTOL[torch.float32]
-
 F64 = torch.float64
 F32 = torch.float32
 
@@ -304,7 +281,7 @@ def test_taylor_log_error_falls_monotonically_at_rate_rho_to_order_plus_one(rho)
         upper = lower / (1 - rho)
         assert lower * (1 - 1e-9) <= err <= upper * (1 + 1e-9), (order, err, lower, upper, x)
         errors.append(err)
-    assert all(e1 < e0 for e0, e1 in zip(errors, errors[1:])), errors
+    assert all(e1 < e0 for e0, e1 in zip(errors, errors[1:], strict=False)), errors
     # Successive ratios approach rho (the geometric rate).
     assert abs(errors[-1] / errors[-2] - rho) < 0.1 * rho, errors[-2:]
 
@@ -395,8 +372,12 @@ def test_unary_functions_match_numpy_float64(case):
 
 
 @settings(max_examples=25)
-@given(p=spd_cases(n_max=6, max_log10_cond=4.0, log10_scale=(-2.0, 2.0)), seed=st.integers(0, 2**32 - 1),
-       log10_cond=st.floats(0.0, 4.0), log10_scale=st.floats(-2.0, 2.0))
+@given(
+    p=spd_cases(n_max=6, max_log10_cond=4.0, log10_scale=(-2.0, 2.0)),
+    seed=st.integers(0, 2**32 - 1),
+    log10_cond=st.floats(0.0, 4.0),
+    log10_scale=st.floats(-2.0, 2.0),
+)
 def test_divergences_match_scipy_float64(p, seed, log10_cond, log10_scale):
     p, lam_p = p
     n = p.shape[0]
@@ -579,10 +560,10 @@ def test_repeated_eigenvalues_ours_passes_gradcheck(case):
         qo = q.clone().requires_grad_()
         fn[0](p, sym(qo)).backward()
         assert torch.isfinite(qo.grad).all(), name
-        _gradcheck(lambda q_: fn[0](p, sym(q_)), q)
+        _gradcheck(lambda q_, fn=fn: fn[0](p, sym(q_)), q)
     _gradcheck(lambda q_: matrix_log(sym(q_)), q)
     for fn in (matrix_entropy, von_neumann_entropy, effective_rank):
-        _gradcheck(lambda q_: fn(sym(q_)), q)
+        _gradcheck(lambda q_, fn=fn: fn(sym(q_)), q)
 
 
 def test_gradcheck_kl_at_p_equals_q_with_repeated_eigenvalues():
@@ -618,58 +599,158 @@ def test_second_derivatives_are_correct_off_ties():
 _A = torch.eye(3, dtype=F64)
 
 BAD_INPUT = [
-    ("log non-square", lambda: matrix_log(torch.zeros(2, 3)), MatrixInfoValueError,
-     r"matrix_log: expected A to be a square matrix of shape \(\*, n, n\), got shape \(2, 3\)\."),
-    ("log 1-d", lambda: matrix_log(torch.zeros(3)), MatrixInfoValueError,
-     r"matrix_log: expected A to be a square matrix .*got shape \(3,\)\."),
-    ("log integer", lambda: matrix_log(torch.eye(3, dtype=torch.int64)), MatrixInfoTypeError,
-     r"matrix_log: expected A to have a real floating dtype .*got torch\.int64\."),
-    ("log not a tensor", lambda: matrix_log(np.eye(3)), MatrixInfoTypeError,
-     r"matrix_log: expected A to be a torch\.Tensor, got ndarray\."),
-    ("log unknown method", lambda: matrix_log(_A, method="pade"), MatrixInfoValueError,
-     r"matrix_log: expected method to be one of 'eigh', 'taylor', got 'pade'\."),
-    ("log order 0", lambda: matrix_log(_A, method="taylor", order=0), MatrixInfoValueError,
-     r"matrix_log: expected order to be an integer >= 1, got 0\."),
-    ("log order float", lambda: matrix_log(_A, method="taylor", order=2.0), MatrixInfoValueError,
-     r"matrix_log: expected order to be an integer >= 1, got 2\.0\."),
-    ("entropy non-square", lambda: matrix_entropy(torch.zeros(2, 3)), MatrixInfoValueError,
-     r"matrix_entropy: expected A to be a square matrix .*got shape \(2, 3\)\."),
-    ("entropy list", lambda: matrix_entropy([[1.0]]), MatrixInfoTypeError,
-     r"matrix_entropy: expected A to be a torch\.Tensor, got list\."),
-    ("vne integer", lambda: von_neumann_entropy(torch.eye(2, dtype=torch.int32)), MatrixInfoTypeError,
-     r"von_neumann_entropy: expected A to have a real floating dtype .*got torch\.int32\."),
-    ("kl mismatched", lambda: matrix_kl_divergence(_A, torch.eye(4, dtype=F64)), MatrixInfoValueError,
-     r"matrix_kl_divergence: expected P and Q to have the same matrix shape .*got \(3, 3\) and \(4, 4\)\."),
-    ("kl batch mismatch", lambda: matrix_kl_divergence(torch.zeros(2, 3, 3), torch.zeros(4, 3, 3)),
-     MatrixInfoValueError, r"matrix_kl_divergence: expected P and Q .*broadcastable batch dimensions, "
-     r"got \(2, 3, 3\) and \(4, 3, 3\)\."),
-    ("kl unknown method", lambda: matrix_kl_divergence(_A, _A, method="exact"), MatrixInfoValueError,
-     r"matrix_kl_divergence: expected method to be one of 'eigh', 'taylor', got 'exact'\."),
-    ("kl order", lambda: matrix_kl_divergence(_A, _A, method="taylor", order=-1), MatrixInfoValueError,
-     r"matrix_kl_divergence: expected order to be an integer >= 1, got -1\."),
-    ("ce Q non-square", lambda: matrix_cross_entropy(_A, torch.zeros(3, 2, dtype=F64)), MatrixInfoValueError,
-     r"matrix_cross_entropy: expected Q to be a square matrix .*got shape \(3, 2\)\."),
-    ("ce P integer", lambda: matrix_cross_entropy(torch.eye(3, dtype=torch.int64), _A), MatrixInfoTypeError,
-     r"matrix_cross_entropy: expected P to have a real floating dtype .*got torch\.int64\."),
-    ("ce unknown method", lambda: matrix_cross_entropy(_A, _A, method="svd"), MatrixInfoValueError,
-     r"matrix_cross_entropy: expected method to be one of 'eigh', 'taylor', got 'svd'\."),
-    ("erank 1-d", lambda: effective_rank(torch.zeros(3)), MatrixInfoValueError,
-     r"effective_rank: expected A to be a matrix of shape \(\*, m, n\) with m, n >= 1, got shape \(3,\)\."),
-    ("erank integer", lambda: effective_rank(torch.zeros(3, 3, dtype=torch.int64)), MatrixInfoTypeError,
-     r"effective_rank: expected A to have a real floating dtype .*got torch\.int64\."),
-    ("sylvester 1-d", lambda: sylvester_logdet(torch.zeros(3)), MatrixInfoValueError,
-     r"sylvester_logdet: expected X to be a matrix of shape \(\*, m, n\) .*got shape \(3,\)\."),
-    ("sylvester Y shape", lambda: sylvester_logdet(torch.zeros(3, 2), torch.zeros(2, 3)), MatrixInfoValueError,
-     r"sylvester_logdet: expected X and Y to have the same shape \(\*, n, k\).*got \(3, 2\) and \(2, 3\)\."),
-    ("sylvester Y batch", lambda: sylvester_logdet(torch.zeros(2, 3, 2), torch.zeros(4, 3, 2)),
-     MatrixInfoValueError, r"sylvester_logdet: expected X and Y to have the same shape \(\*, n, k\) with "
-     r"broadcastable batch dimensions, got \(2, 3, 2\) and \(4, 3, 2\)\."),
-    ("sylvester Y integer", lambda: sylvester_logdet(torch.zeros(3, 2), torch.zeros(3, 2, dtype=torch.int64)),
-     MatrixInfoTypeError, r"sylvester_logdet: expected Y to have a real floating dtype .*got torch\.int64\."),
-    ("sylvester scale", lambda: sylvester_logdet(torch.zeros(3, 2), scale="big"), MatrixInfoTypeError,
-     r"sylvester_logdet: expected scale to be a real number, got 'big'\."),
-    ("sylvester scale nan", lambda: sylvester_logdet(torch.zeros(3, 2), scale=float("nan")),
-     MatrixInfoValueError, r"sylvester_logdet: expected scale to be a finite real number, got nan\."),
+    (
+        "log non-square",
+        lambda: matrix_log(torch.zeros(2, 3)),
+        MatrixInfoValueError,
+        r"matrix_log: expected A to be a square matrix of shape \(\*, n, n\), got shape \(2, 3\)\.",
+    ),
+    (
+        "log 1-d",
+        lambda: matrix_log(torch.zeros(3)),
+        MatrixInfoValueError,
+        r"matrix_log: expected A to be a square matrix .*got shape \(3,\)\.",
+    ),
+    (
+        "log integer",
+        lambda: matrix_log(torch.eye(3, dtype=torch.int64)),
+        MatrixInfoTypeError,
+        r"matrix_log: expected A to have a real floating dtype .*got torch\.int64\.",
+    ),
+    (
+        "log not a tensor",
+        lambda: matrix_log(np.eye(3)),
+        MatrixInfoTypeError,
+        r"matrix_log: expected A to be a torch\.Tensor, got ndarray\.",
+    ),
+    (
+        "log unknown method",
+        lambda: matrix_log(_A, method="pade"),
+        MatrixInfoValueError,
+        r"matrix_log: expected method to be one of 'eigh', 'taylor', got 'pade'\.",
+    ),
+    (
+        "log order 0",
+        lambda: matrix_log(_A, method="taylor", order=0),
+        MatrixInfoValueError,
+        r"matrix_log: expected order to be an integer >= 1, got 0\.",
+    ),
+    (
+        "log order float",
+        lambda: matrix_log(_A, method="taylor", order=2.0),
+        MatrixInfoValueError,
+        r"matrix_log: expected order to be an integer >= 1, got 2\.0\.",
+    ),
+    (
+        "entropy non-square",
+        lambda: matrix_entropy(torch.zeros(2, 3)),
+        MatrixInfoValueError,
+        r"matrix_entropy: expected A to be a square matrix .*got shape \(2, 3\)\.",
+    ),
+    (
+        "entropy list",
+        lambda: matrix_entropy([[1.0]]),
+        MatrixInfoTypeError,
+        r"matrix_entropy: expected A to be a torch\.Tensor, got list\.",
+    ),
+    (
+        "vne integer",
+        lambda: von_neumann_entropy(torch.eye(2, dtype=torch.int32)),
+        MatrixInfoTypeError,
+        r"von_neumann_entropy: expected A to have a real floating dtype .*got torch\.int32\.",
+    ),
+    (
+        "kl mismatched",
+        lambda: matrix_kl_divergence(_A, torch.eye(4, dtype=F64)),
+        MatrixInfoValueError,
+        r"matrix_kl_divergence: expected P and Q to have the same matrix shape .*got \(3, 3\) and \(4, 4\)\.",
+    ),
+    (
+        "kl batch mismatch",
+        lambda: matrix_kl_divergence(torch.zeros(2, 3, 3), torch.zeros(4, 3, 3)),
+        MatrixInfoValueError,
+        r"matrix_kl_divergence: expected P and Q .*broadcastable batch dimensions, "
+        r"got \(2, 3, 3\) and \(4, 3, 3\)\.",
+    ),
+    (
+        "kl unknown method",
+        lambda: matrix_kl_divergence(_A, _A, method="exact"),
+        MatrixInfoValueError,
+        r"matrix_kl_divergence: expected method to be one of 'eigh', 'taylor', got 'exact'\.",
+    ),
+    (
+        "kl order",
+        lambda: matrix_kl_divergence(_A, _A, method="taylor", order=-1),
+        MatrixInfoValueError,
+        r"matrix_kl_divergence: expected order to be an integer >= 1, got -1\.",
+    ),
+    (
+        "ce Q non-square",
+        lambda: matrix_cross_entropy(_A, torch.zeros(3, 2, dtype=F64)),
+        MatrixInfoValueError,
+        r"matrix_cross_entropy: expected Q to be a square matrix .*got shape \(3, 2\)\.",
+    ),
+    (
+        "ce P integer",
+        lambda: matrix_cross_entropy(torch.eye(3, dtype=torch.int64), _A),
+        MatrixInfoTypeError,
+        r"matrix_cross_entropy: expected P to have a real floating dtype .*got torch\.int64\.",
+    ),
+    (
+        "ce unknown method",
+        lambda: matrix_cross_entropy(_A, _A, method="svd"),
+        MatrixInfoValueError,
+        r"matrix_cross_entropy: expected method to be one of 'eigh', 'taylor', got 'svd'\.",
+    ),
+    (
+        "erank 1-d",
+        lambda: effective_rank(torch.zeros(3)),
+        MatrixInfoValueError,
+        r"effective_rank: expected A to be a matrix of shape \(\*, m, n\) with m, n >= 1, got shape \(3,\)\.",
+    ),
+    (
+        "erank integer",
+        lambda: effective_rank(torch.zeros(3, 3, dtype=torch.int64)),
+        MatrixInfoTypeError,
+        r"effective_rank: expected A to have a real floating dtype .*got torch\.int64\.",
+    ),
+    (
+        "sylvester 1-d",
+        lambda: sylvester_logdet(torch.zeros(3)),
+        MatrixInfoValueError,
+        r"sylvester_logdet: expected X to be a matrix of shape \(\*, m, n\) .*got shape \(3,\)\.",
+    ),
+    (
+        "sylvester Y shape",
+        lambda: sylvester_logdet(torch.zeros(3, 2), torch.zeros(2, 3)),
+        MatrixInfoValueError,
+        r"sylvester_logdet: expected X and Y to have the same shape \(\*, n, k\).*got \(3, 2\) and \(2, 3\)\.",
+    ),
+    (
+        "sylvester Y batch",
+        lambda: sylvester_logdet(torch.zeros(2, 3, 2), torch.zeros(4, 3, 2)),
+        MatrixInfoValueError,
+        r"sylvester_logdet: expected X and Y to have the same shape \(\*, n, k\) with "
+        r"broadcastable batch dimensions, got \(2, 3, 2\) and \(4, 3, 2\)\.",
+    ),
+    (
+        "sylvester Y integer",
+        lambda: sylvester_logdet(torch.zeros(3, 2), torch.zeros(3, 2, dtype=torch.int64)),
+        MatrixInfoTypeError,
+        r"sylvester_logdet: expected Y to have a real floating dtype .*got torch\.int64\.",
+    ),
+    (
+        "sylvester scale",
+        lambda: sylvester_logdet(torch.zeros(3, 2), scale="big"),
+        MatrixInfoTypeError,
+        r"sylvester_logdet: expected scale to be a real number, got 'big'\.",
+    ),
+    (
+        "sylvester scale nan",
+        lambda: sylvester_logdet(torch.zeros(3, 2), scale=float("nan")),
+        MatrixInfoValueError,
+        r"sylvester_logdet: expected scale to be a finite real number, got nan\.",
+    ),
 ]
 
 

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 import torch
+from _tolerances import FAILS_BY, GRAD_RTOL, MC_SIGMAS
+from _tolerances import RTOL64 as RTOL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,18 +37,6 @@ from matrixinfo import (
 )
 
 # ---------------------------------------------------------------------------
-# Tolerances (one table).
-RTOL = 1e-10  # float64: |library - oracle| <= RTOL * max(1, |oracle|)
-# Gradients from the Frechet-derivative oracle (scipy logm of a 2n x 2n block
-# triangular matrix, accurate to ~1e-14 here) against autograd.
-GRAD_RTOL = 1e-9
-# Monte Carlo (Lemma C.1): every entry within 5 standard errors of its CLT
-# distribution (two-sided probability 6e-7 per entry; at most 8 + 64 entries).
-MC_SIGMAS = 5.0
-# A printed statement "fails" when it misses by more than this relative amount,
-# i.e. 10^8 times the tolerance it would need to hold.
-FAILS_BY = 1e-2
-
 F64 = torch.float64
 MAX_ERRORS: dict[str, float] = {}
 MIN_MISSES: dict[str, float] = {}
@@ -480,7 +470,7 @@ def test_prop_4_6_tcr_second_order_taylor_remainder_is_third_order(b, d):
         # The next term is +tr(X^4)/8, at most (3/4) ||X|| times the leading one.
         assert abs(remainder / leading - 1) <= scale, (scale, remainder, leading)
         remainders.append(remainder)
-    ratios = [r0 / r1 for r0, r1 in zip(remainders, remainders[1:])]
+    ratios = [r0 / r1 for r0, r1 in zip(remainders, remainders[1:], strict=False)]
     assert all(abs(r / 8 - 1) < 0.1 for r in ratios), ratios
     record("Prop. 4.6 (|R / (-(1/6) tr X^3) - 1| at ||X|| = 0.0125)", abs(remainders[-1] / leading - 1))
 

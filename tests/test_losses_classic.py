@@ -14,6 +14,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
+from _tolerances import ATOL64, GRADCHECK_LOSSES, RTOL64
 from scipy.special import logsumexp
 
 import matrixinfo.functional as MF
@@ -26,9 +27,6 @@ from matrixinfo.losses import (
     SpectralContrastiveLoss,
     VICRegLoss,
 )
-
-# float64 against a float64 oracle: only rounding differs (sums of O(100) terms).
-RTOL64, ATOL64 = 1e-10, 1e-12
 
 
 def _pair(B=12, d=5, seed=0, noise=0.3, scale=1.0):
@@ -252,14 +250,14 @@ def test_corinfomax_matches_authors_definition_over_several_steps(forgetting):
     expected, (R1, R2, m1, m2) = np_corinfomax_steps(batches, alpha=500.0, eps=1e-6, f=forgetting)
     state = None
     module = CorInfoMaxLoss(4, forgetting=forgetting)
-    for (z1, z2), value in zip(batches, expected):
+    for (z1, z2), value in zip(batches, expected, strict=True):
         got, state = MF.corinfomax_loss(_t(z1), _t(z2), state, forgetting=forgetting)
         _close(got, value)
         # The module's buffers carry the same state from call to call.
         torch.testing.assert_close(module(_t(z1), _t(z2)), got, rtol=0, atol=0)
-    for tensor, ref in zip(state, (R1, R2, m1, m2)):
+    for tensor, ref in zip(state, (R1, R2, m1, m2), strict=True):
         np.testing.assert_allclose(tensor.numpy(), ref, rtol=1e-12, atol=1e-14)
-    for buffer, tensor in zip((module.R1, module.R2, module.mu1, module.mu2), state):
+    for buffer, tensor in zip((module.R1, module.R2, module.mu1, module.mu2), state, strict=True):
         torch.testing.assert_close(buffer, tensor, rtol=0, atol=0)
         assert not tensor.requires_grad and tensor.dtype == torch.float64
 
@@ -285,15 +283,19 @@ def test_corinfomax_state_dict_round_trip_and_eval_mode():
     before = [t.clone() for t in (a.R1, a.R2, a.mu1, a.mu2)]
     a.eval()
     a(*batches[0])
-    for t, ref in zip((a.R1, a.R2, a.mu1, a.mu2), before):
+    for t, ref in zip((a.R1, a.R2, a.mu1, a.mu2), before, strict=True):
         assert torch.equal(t, ref)
     a.train().reset_state()
-    assert torch.equal(a.R1, torch.eye(4, dtype=torch.float64)) and torch.equal(a.mu2, torch.zeros(4, dtype=torch.float64))
+    assert torch.equal(a.R1, torch.eye(4, dtype=torch.float64)) and torch.equal(
+        a.mu2, torch.zeros(4, dtype=torch.float64)
+    )
 
 
 def test_corinfomax_rejects_a_state_of_the_wrong_dimension():
     z = _t(_pair(6, 3, seed=17)[0])
-    with pytest.raises(ValueError, match=r"corinfomax_loss: expected state\.R1 to have shape \(3, 3\) for d = 3, got \(4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"corinfomax_loss: expected state\.R1 to have shape \(3, 3\) for d = 3, got \(4, 4\)"
+    ):
         MF.corinfomax_loss(z, z, MF.CorInfoMaxState.initial(3)._replace(R1=torch.eye(4, dtype=torch.float64)))
     with pytest.raises(ValueError, match=r"CorInfoMaxLoss: expected z1 of shape \(B, 5\) for dim = 5, got \(6, 3\)"):
         CorInfoMaxLoss(5)(z, z)
@@ -311,19 +313,24 @@ _GRADCHECK = {
     # scale 1.5 below puts some rows outside the unit ball: the projection is differentiated too.
     "spectral_contrastive": lambda a, b: MF.spectral_contrastive_loss(a, b),
     "corinfomax": lambda a, b: MF.corinfomax_loss(
-        a, b, MF.CorInfoMaxState(
+        a,
+        b,
+        MF.CorInfoMaxState(
             torch.tensor([[2.0, 0.3, 0.0], [0.3, 1.0, 0.1], [0.0, 0.1, 0.5]], dtype=torch.float64),
             torch.eye(3, dtype=torch.float64),
             torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64),
             torch.zeros(3, dtype=torch.float64),
-        ), alpha=2.0, forgetting=0.3)[0],
+        ),
+        alpha=2.0,
+        forgetting=0.3,
+    )[0],
 }
 
 
 @pytest.mark.parametrize("name", sorted(_GRADCHECK))
 def test_gradcheck_float64(name):
     z1, z2 = (_t(x).requires_grad_() for x in _pair(5, 3, seed=18, scale=0.8, noise=0.5))
-    assert torch.autograd.gradcheck(_GRADCHECK[name], (z1, z2), eps=1e-6, atol=1e-7, rtol=1e-6)
+    assert torch.autograd.gradcheck(_GRADCHECK[name], (z1, z2), **GRADCHECK_LOSSES)
 
 
 # --------------------------------------------------------------------------- #

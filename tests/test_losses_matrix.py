@@ -21,16 +21,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from _tolerances import FD_RTOL, GRAD_RTOL, RTOL64
 
 import matrixinfo.functional as MF
 from matrixinfo import losses as ML
-
-# Tolerances (one table). float64 values from different summation orders: 1e-10
-# relative. Gradients from the torch transcription: 1e-9 relative to the largest
-# entry. Finite differences of the NumPy oracle (h = 1e-6, central): 1e-6.
-RTOL64 = 1e-10
-GRAD_RTOL = 1e-9
-FD_RTOL = 1e-6
 
 SIZES = [(16, 8), (12, 12), (8, 20)]  # B > d, B = d, B < d
 
@@ -73,7 +67,7 @@ def np_official_parts(z, p, lam=1.0, mu=1.0, order=4, exact=False):
     z, p = np_normalize(z), np_normalize(p)
     B, d = z.shape
     H = np.eye(B) - np.ones((B, B)) / B
-    I = np.eye(d)
+    I = np.eye(d)  # noqa: E741 - the identity, named as in the paper
     C_pz = p.T @ H @ z / B
     C_pp = p.T @ H @ p / B
     C_zz = z.T @ H @ z / B
@@ -88,7 +82,7 @@ def np_paper_parts(z, p, mu=1.0):
     z, p = np_normalize(z), np_normalize(p)
     B, d = z.shape
     H = np.eye(B) - np.ones((B, B)) / B
-    I = np.eye(d)
+    I = np.eye(d)  # noqa: E741 - the identity, named as in the paper
     logm = lambda A: np.real(scipy.linalg.logm(A))  # noqa: E731
     C = p.T @ H @ z / (B - 1)
     P_u = (1.0 / d + mu) * I
@@ -137,7 +131,7 @@ def torch_official_direct(z, p, lam=1.0, mu=1.0, gamma=1.0, order=4):
     p = p / p.norm(dim=1, keepdim=True)
     B, d = z.shape
     H = torch.eye(B, dtype=z.dtype) - torch.ones(B, B, dtype=z.dtype) / B
-    I = torch.eye(d, dtype=z.dtype)
+    I = torch.eye(d, dtype=z.dtype)  # noqa: E741 - the identity, named as in the paper
 
     def log(A):
         X = A - I
@@ -221,7 +215,13 @@ def test_torch_transcription_agrees_with_numpy_oracle_by_finite_differences():
 def test_matrix_ssl_module_defaults_are_the_authors_readme_settings():
     loss = ML.MatrixSSLLoss()
     assert (loss.lam, loss.mu, loss.gamma, loss.order, loss.method, loss.formulation) == (
-        1.0, 1.0, 1.0, 4, "taylor", "official")
+        1.0,
+        1.0,
+        1.0,
+        4,
+        "taylor",
+        "official",
+    )
     z, p = data(24, 6, seed=5)
     assert torch.equal(loss(t(z), t(p)), MF.matrix_ssl_loss(t(z), t(p)))
 
@@ -441,9 +441,17 @@ def test_pair_losses_gradcheck(name, kw, B, d):
     assert torch.autograd.gradcheck(lambda a, b: fn(a, b, **kw), (zt, pt))
 
 
-@pytest.mark.parametrize("name,kw", [("tcr_loss", {}), ("tcr_loss", dict(method="taylor", eps=400.0)),
-                                     ("uniformity_mce_loss", {}), ("uniformity_mkl_loss", dict(lam=0.5)),
-                                     ("emp_tcr_loss", {}), ("emp_ssl_loss", {})])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("tcr_loss", {}),
+        ("tcr_loss", dict(method="taylor", eps=400.0)),
+        ("uniformity_mce_loss", {}),
+        ("uniformity_mkl_loss", dict(lam=0.5)),
+        ("emp_tcr_loss", {}),
+        ("emp_ssl_loss", {}),
+    ],
+)
 def test_view_losses_gradcheck(name, kw):
     z1, z2 = data(5, 7, seed=79)
     a, b = t(z1).requires_grad_(True), t(z2).requires_grad_(True)
@@ -489,7 +497,12 @@ def test_bad_arguments_are_named():
         ML.MECLoss(eps=-1.0)
     with pytest.raises(ValueError, match=r"tcr_loss: expected at least one view"):
         MF.tcr_loss()
-    with pytest.raises(ValueError, match=r"matrix_ssl_loss: expected inputs of the same shape \(B, d\), got online \(8, 4\) and target \(8, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"matrix_ssl_loss: expected inputs of the same shape \(B, d\), got online \(8, 4\) and target \(8, 5\)",
+    ):
         MF.matrix_ssl_loss(z, torch.randn(8, 5))
-    with pytest.raises(ValueError, match=r"matrix_kl_alignment_loss: expected online to have shape \(B, d\) with B >= 3"):
+    with pytest.raises(
+        ValueError, match=r"matrix_kl_alignment_loss: expected online to have shape \(B, d\) with B >= 3"
+    ):
         MF.matrix_kl_alignment_loss(z[:2], z[:2], formulation="paper")

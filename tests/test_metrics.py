@@ -19,6 +19,7 @@ import scipy.stats
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _tolerances import RTOL32, RTOL64
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,13 +36,8 @@ from matrixinfo.metrics import (
     rankme,
 )
 
-# One table of tolerances (relative, on the metric or on the covariance's Frobenius norm).
-RTOL = {
-    "float64": 1e-10,  # float64 inputs against float64 oracles
-    "float32": 1e-5,  # float32 inputs (float32 GEMM on centered data) against float64 oracles on the same data
-    "stream": 1e-10,  # streamed vs one-shot, float64
-    "invariance": 1e-10,  # rotations / relabelings, float64
-}
+# Tolerances (tests/_tolerances.py) are relative, on the metric or on the covariance's
+# Frobenius norm; streamed vs one-shot and rotations / relabelings are float64: RTOL64.
 
 
 # ----------------------------------------------------------------------------- oracles (NumPy/SciPy)
@@ -153,33 +149,37 @@ def test_covariance_effective_rank_matches_oracle(as_numpy, center):
     expected = np_erank(np_second_moment(Z.numpy(), center))
     got = covariance_effective_rank(Z.numpy() if as_numpy else Z, center=center)
     assert isinstance(got, float)
-    assert_close(got, expected, RTOL["float64"], "covariance_effective_rank")
+    assert_close(got, expected, RTOL64, "covariance_effective_rank")
 
 
 def test_covariance_effective_rank_float32_and_float16():
     Z = anisotropic(400, 16, seed=2, offset=3.0, dtype=torch.float32)
     expected = np_erank(np_second_moment(Z.double().numpy()))
-    assert_close(covariance_effective_rank(Z), expected, RTOL["float32"], "float32")
+    assert_close(covariance_effective_rank(Z), expected, RTOL32, "float32")
     Zh = Z.half()
     expected_h = np_erank(np_second_moment(Zh.double().numpy()))
-    assert_close(covariance_effective_rank(Zh), expected_h, RTOL["float32"], "float16 (computed in float32)")
+    assert_close(covariance_effective_rank(Zh), expected_h, RTOL32, "float16 (computed in float32)")
 
 
 def test_rankme_matches_oracle_and_differs_from_covariance_convention():
     Z = anisotropic(200, 24, seed=3, offset=1.0)
-    assert_close(rankme(Z), np_rankme(Z.numpy()), RTOL["float64"], "rankme")
-    assert_close(rankme(Z.numpy()), np_rankme(Z.numpy()), RTOL["float64"], "rankme numpy")
+    assert_close(rankme(Z), np_rankme(Z.numpy()), RTOL64, "rankme")
+    assert_close(rankme(Z.numpy()), np_rankme(Z.numpy()), RTOL64, "rankme numpy")
     # sigma (RankMe) versus sigma^2 (Prop. 3.6): on diag(2, 1) the conventions give p = (2/3, 1/3) and (4/5, 1/5).
     D = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     p = np.array([2 / 3 + 1e-7, 1 / 3 + 1e-7])
-    assert_close(rankme(D), float(np.exp(-np.sum(p * np.log(p)))), RTOL["float64"], "rankme diag")
-    assert_close(covariance_effective_rank(D, center=False), float(np.exp(scipy.stats.entropy([0.8, 0.2]))),
-                 RTOL["float64"], "sigma^2 convention")
+    assert_close(rankme(D), float(np.exp(-np.sum(p * np.log(p)))), RTOL64, "rankme diag")
+    assert_close(
+        covariance_effective_rank(D, center=False),
+        float(np.exp(scipy.stats.entropy([0.8, 0.2]))),
+        RTOL64,
+        "sigma^2 convention",
+    )
 
 
 def test_rankme_wide_and_zero():
     Z = anisotropic(10, 30, seed=4)  # N < d
-    assert_close(rankme(Z), np_rankme(Z.numpy()), RTOL["float64"], "rankme N < d")
+    assert_close(rankme(Z), np_rankme(Z.numpy()), RTOL64, "rankme N < d")
     assert rankme(torch.zeros(5, 3, dtype=torch.float64)) == 0.0
 
 
@@ -188,14 +188,14 @@ def test_embedding_matrix_entropy_matches_logm_oracle_and_prop_3_6():
     for center in (True, False):
         C = np_second_moment(Z.numpy(), center)
         me = embedding_matrix_entropy(Z, center=center)
-        assert_close(me, np_matrix_entropy_normalized(C), RTOL["float64"], "ME vs logm")
+        assert_close(me, np_matrix_entropy_normalized(C), RTOL64, "ME vs logm")
         # Prop. 3.6: erank = exp(ME - 1) = exp(VNE) for unit trace.
-        assert_close(math.exp(me - 1), covariance_effective_rank(Z, center=center), RTOL["float64"], "Prop. 3.6")
+        assert_close(math.exp(me - 1), covariance_effective_rank(Z, center=center), RTOL64, "Prop. 3.6")
     # Isotropic maximum log d + 1: the +-1 design in d = 4 has covariance I exactly.
     H = torch.tensor([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]], dtype=torch.float64)
     Zi = torch.cat([H, -H])
-    assert_close(embedding_matrix_entropy(Zi), math.log(4) + 1, RTOL["float64"], "isotropic ME")
-    assert_close(covariance_effective_rank(Zi), 4.0, RTOL["float64"], "isotropic erank")
+    assert_close(embedding_matrix_entropy(Zi), math.log(4) + 1, RTOL64, "isotropic ME")
+    assert_close(covariance_effective_rank(Zi), 4.0, RTOL64, "isotropic erank")
 
 
 def test_constant_embeddings_give_zero():
@@ -209,7 +209,7 @@ def test_constant_embeddings_give_zero():
 def test_intra_class_effective_rank_matches_oracle(as_numpy):
     Z, y = labelled(seed=6)
     args = (Z.numpy(), y.numpy()) if as_numpy else (Z, y)
-    assert_close(intra_class_effective_rank(*args), np_intra(Z.numpy(), y.numpy()), RTOL["float64"], "intra")
+    assert_close(intra_class_effective_rank(*args), np_intra(Z.numpy(), y.numpy()), RTOL64, "intra")
 
 
 @pytest.mark.parametrize("weighting", ["classes", "samples"])
@@ -217,7 +217,7 @@ def test_intra_class_effective_rank_matches_oracle(as_numpy):
 def test_inter_class_effective_rank_matches_oracle(weighting, d):
     Z, y = labelled(seed=7, d=d)
     got = inter_class_effective_rank(Z, y, weighting=weighting)
-    assert_close(got, np_inter(Z.numpy(), y.numpy(), weighting), RTOL["float64"], f"inter {weighting}")
+    assert_close(got, np_inter(Z.numpy(), y.numpy(), weighting), RTOL64, f"inter {weighting}")
 
 
 def test_inter_class_weightings_differ_on_unbalanced_classes():
@@ -234,15 +234,15 @@ def test_intra_class_counts_a_collapsed_class_as_zero():
     Z[y == y[0]] = 1.5  # every sample of one class identical: variability collapse
     others = Z[y != y[0]].numpy()
     expected = (0.0 + np_erank(np_second_moment(others))) / 2
-    assert_close(intra_class_effective_rank(Z, y), expected, RTOL["float64"], "collapsed class")
+    assert_close(intra_class_effective_rank(Z, y), expected, RTOL64, "collapsed class")
 
 
 def test_float32_class_metrics():
     Z, y = labelled(seed=10)
     Z32 = Z.float()
     Z64 = Z32.double().numpy()
-    assert_close(intra_class_effective_rank(Z32, y), np_intra(Z64, y.numpy()), RTOL["float32"], "intra f32")
-    assert_close(inter_class_effective_rank(Z32, y), np_inter(Z64, y.numpy()), RTOL["float32"], "inter f32")
+    assert_close(intra_class_effective_rank(Z32, y), np_intra(Z64, y.numpy()), RTOL32, "intra f32")
+    assert_close(inter_class_effective_rank(Z32, y), np_inter(Z64, y.numpy()), RTOL32, "inter f32")
 
 
 # ----------------------------------------------------------------------------- properties
@@ -274,7 +274,7 @@ def test_simplex_etf_class_means_give_k_minus_1(K, d):
         labels += [c] * 7
     Z, y = torch.cat(parts), torch.tensor(labels)
     for weighting in ("classes", "samples"):
-        assert_close(inter_class_effective_rank(Z, y, weighting=weighting), K - 1.0, RTOL["float64"], "ETF")
+        assert_close(inter_class_effective_rank(Z, y, weighting=weighting), K - 1.0, RTOL64, "ETF")
 
 
 def test_invariant_under_label_permutation():
@@ -285,7 +285,7 @@ def test_invariant_under_label_permutation():
     y2 = renamed[torch.searchsorted(classes, y)]
     rows = torch.randperm(len(y), generator=g)
     for f in (intra_class_effective_rank, inter_class_effective_rank):
-        assert_close(f(Z[rows], y2[rows]), f(Z, y), RTOL["invariance"], f.__name__)
+        assert_close(f(Z[rows], y2[rows]), f(Z, y), RTOL64, f.__name__)
 
 
 def test_invariant_under_orthogonal_rotation():
@@ -294,9 +294,9 @@ def test_invariant_under_orthogonal_rotation():
     Q, _ = torch.linalg.qr(torch.randn(Z.shape[1], Z.shape[1], generator=g, dtype=torch.float64))
     R = Z @ Q
     for f in (covariance_effective_rank, embedding_matrix_entropy, rankme):
-        assert_close(f(R), f(Z), RTOL["invariance"], f.__name__)
+        assert_close(f(R), f(Z), RTOL64, f.__name__)
     for f in (intra_class_effective_rank, inter_class_effective_rank):
-        assert_close(f(R, y), f(Z, y), RTOL["invariance"], f.__name__)
+        assert_close(f(R, y), f(Z, y), RTOL64, f.__name__)
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -308,15 +308,16 @@ def test_accumulator_matches_two_pass_oracle():
     for chunk in torch.split(Z, [100, 1, 0, 56, 100]):
         acc.update(chunk.numpy() if chunk.shape[0] == 1 else chunk)
     assert acc.count == 257
-    assert rel_fro(acc.mean, Z.numpy().mean(0)) <= RTOL["float64"]
-    assert rel_fro(acc.covariance(), np_second_moment(Z.numpy())) <= RTOL["float64"]
-    assert rel_fro(acc.covariance(center=False), np_second_moment(Z.numpy(), False)) <= RTOL["float64"]
+    assert rel_fro(acc.mean, Z.numpy().mean(0)) <= RTOL64
+    assert rel_fro(acc.covariance(), np_second_moment(Z.numpy())) <= RTOL64
+    assert rel_fro(acc.covariance(center=False), np_second_moment(Z.numpy(), False)) <= RTOL64
     w = scipy.linalg.eigvalsh(np_second_moment(Z.numpy()))[::-1]
-    assert rel_fro(acc.spectrum(), w) <= RTOL["float64"]
+    assert rel_fro(acc.spectrum(), w) <= RTOL64
     assert torch.all(acc.spectrum()[:-1] >= acc.spectrum()[1:])
-    assert_close(acc.effective_rank(), np_erank_of_eigenvalues(w), RTOL["float64"], "accumulator erank")
-    assert_close(acc.matrix_entropy(), np_matrix_entropy_normalized(np_second_moment(Z.numpy())),
-                 RTOL["float64"], "accumulator ME")
+    assert_close(acc.effective_rank(), np_erank_of_eigenvalues(w), RTOL64, "accumulator erank")
+    assert_close(
+        acc.matrix_entropy(), np_matrix_entropy_normalized(np_second_moment(Z.numpy())), RTOL64, "accumulator ME"
+    )
     assert repr(acc) == "CovarianceAccumulator(dim=9, count=257, device=cpu)"
 
 
@@ -341,8 +342,8 @@ def test_streaming_equals_one_shot_in_any_split_and_merge_order(sizes, order, of
     scale = float(np.linalg.norm(np_second_moment(Z.numpy())))
     for acc in (merged, sequential):
         assert acc.count == one_shot.count
-        assert float((acc.covariance() - one_shot.covariance()).norm()) <= RTOL["stream"] * scale
-        assert float((acc.mean - one_shot.mean).norm()) <= RTOL["stream"] * max(1.0, float(one_shot.mean.norm()))
+        assert float((acc.covariance() - one_shot.covariance()).norm()) <= RTOL64 * scale
+        assert float((acc.mean - one_shot.mean).norm()) <= RTOL64 * max(1.0, float(one_shot.mean.norm()))
 
 
 def test_one_shot_metrics_equal_streamed_metrics():
@@ -350,8 +351,8 @@ def test_one_shot_metrics_equal_streamed_metrics():
     acc = CovarianceAccumulator(7)
     for chunk in torch.split(Z, 333):
         acc.update(chunk)
-    assert_close(acc.effective_rank(), covariance_effective_rank(Z), RTOL["stream"], "erank")
-    assert_close(acc.matrix_entropy(), embedding_matrix_entropy(Z), RTOL["stream"], "ME")
+    assert_close(acc.effective_rank(), covariance_effective_rank(Z), RTOL64, "erank")
+    assert_close(acc.matrix_entropy(), embedding_matrix_entropy(Z), RTOL64, "ME")
 
 
 def test_many_blocks_inside_one_batch(monkeypatch):
@@ -377,10 +378,10 @@ def test_large_offset_float32_chunks_keep_the_covariance(offset):
     # Measured (MKL, AVX-512): 1.1e-6 at offset 1e4, the error of the float32 GEMM on the centered data,
     # whose values the offset has quantized to multiples of 2^-10 (the GEMM's rounding errors then
     # stop cancelling). The naive formulas: 2.7e2 (float32) and 1.3e-3 (float64, offset 1e6).
-    assert rel_fro(acc.covariance(), C) <= RTOL["float32"]
+    assert rel_fro(acc.covariance(), C) <= RTOL32
     assert rel_fro(acc.mean, Z64.mean(0)) <= 1e-12
     # The smallest eigenvalues are 1e-4 of the largest, so the erank amplifies that error (8e-6 measured).
-    assert_close(acc.effective_rank(), np_erank(C), 10 * RTOL["float32"], "erank with offset")
+    assert_close(acc.effective_rank(), np_erank(C), 10 * RTOL32, "erank with offset")
 
 
 def test_bf16_autocast_does_not_lower_the_precision():
@@ -392,11 +393,15 @@ def test_bf16_autocast_does_not_lower_the_precision():
         acc = CovarianceAccumulator(8).update(Z)
         values = [f(Z) for f in (covariance_effective_rank, rankme)]
         values += [f(Zc, y) for f in (intra_class_effective_rank, inter_class_effective_rank)]
-    assert rel_fro(acc.covariance(), np_second_moment(Z.double().numpy())) <= RTOL["float32"]
-    expected = [np_erank(np_second_moment(Z.double().numpy())), np_rankme(Z.double().numpy()),
-                np_intra(Zc.double().numpy(), y.numpy()), np_inter(Zc.double().numpy(), y.numpy())]
-    for got, want in zip(values, expected):
-        assert_close(got, want, RTOL["float32"], "under autocast")
+    assert rel_fro(acc.covariance(), np_second_moment(Z.double().numpy())) <= RTOL32
+    expected = [
+        np_erank(np_second_moment(Z.double().numpy())),
+        np_rankme(Z.double().numpy()),
+        np_intra(Zc.double().numpy(), y.numpy()),
+        np_inter(Zc.double().numpy(), y.numpy()),
+    ]
+    for got, want in zip(values, expected, strict=True):
+        assert_close(got, want, RTOL32, "under autocast")
 
 
 def test_accumulator_reset_and_empty_batch():
@@ -405,11 +410,13 @@ def test_accumulator_reset_and_empty_batch():
     assert acc.count == 4
     acc.reset()
     assert acc.count == 0
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "CovarianceAccumulator.covariance: expected at least 1 sample, got 0; call update() first.")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("CovarianceAccumulator.covariance: expected at least 1 sample, got 0; call update() first."),
+    ):
         acc.covariance()
     with pytest.raises(MatrixInfoValueError, match=r"CovarianceAccumulator\.mean: expected at least 1 sample"):
-        acc.mean
+        _ = acc.mean
 
 
 def test_all_reduce_without_process_group_changes_nothing_and_guards_double_reduction():
@@ -480,10 +487,10 @@ def test_all_reduce_across_two_gloo_processes(tmp_path):
     C = np_second_moment(Z)
     for r in results:
         assert r["count"] == Z.shape[0]
-        assert rel_fro(r["mean"], Z.mean(0)) <= RTOL["float64"]
-        assert rel_fro(r["cov"], C) <= RTOL["float64"]
-        assert rel_fro(r["lopsided_cov"], C) <= RTOL["float64"]
-        assert_close(r["erank"], np_erank(C), RTOL["float64"], "distributed erank")
+        assert rel_fro(r["mean"], Z.mean(0)) <= RTOL64
+        assert rel_fro(r["cov"], C) <= RTOL64
+        assert rel_fro(r["lopsided_cov"], C) <= RTOL64
+        assert_close(r["erank"], np_erank(C), RTOL64, "distributed erank")
         assert "already holds all processes" in r["second"]
     assert torch.equal(results[0]["cov"], results[1]["cov"])  # every process holds the same bits
 
@@ -502,14 +509,14 @@ def test_plot_spectrum_headless():
         assert ax.get_yscale() == "log"
         (line,) = ax.lines
         expected = scipy.linalg.eigvalsh(np_second_moment(Z.numpy()))[::-1]
-        assert rel_fro(line.get_ydata(), expected) <= RTOL["float64"]
+        assert rel_fro(line.get_ydata(), expected) <= RTOL64
         assert list(line.get_xdata()) == [1, 2, 3, 4, 5, 6]
         assert line.get_label() == "Z"
         # Into a given Axes: an accumulator, and eigenvalues with a zero (left out), normalized.
         plot_spectrum(CovarianceAccumulator(6).update(Z), ax=ax)
         plot_spectrum(np.array([0.0, 3.0, 1.0]), ax=ax, normalize=True)
         assert len(ax.lines) == 3
-        assert rel_fro(ax.lines[1].get_ydata(), expected) <= RTOL["float64"]
+        assert rel_fro(ax.lines[1].get_ydata(), expected) <= RTOL64
         assert list(ax.lines[2].get_ydata()) == [0.75, 0.25]
     finally:
         plt.close(ax.figure)
@@ -527,19 +534,25 @@ def test_plot_spectrum_without_matplotlib_names_the_extra(monkeypatch):
 
 def test_labels_of_the_wrong_length():
     Z = torch.randn(100, 4, dtype=torch.float64)
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "intra_class_effective_rank: expected labels to have shape (N,) with N = 100, got (99,).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("intra_class_effective_rank: expected labels to have shape (N,) with N = 100, got (99,)."),
+    ):
         intra_class_effective_rank(Z, torch.zeros(99, dtype=torch.long))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "inter_class_effective_rank: expected labels to have shape (N,) with N = 100, got (100, 1).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("inter_class_effective_rank: expected labels to have shape (N,) with N = 100, got (100, 1)."),
+    ):
         inter_class_effective_rank(Z, np.zeros((100, 1), dtype=np.int64))
     with pytest.raises(ValueError):  # also a builtin ValueError
         intra_class_effective_rank(Z, torch.zeros(99, dtype=torch.long))
 
 
 def test_labels_must_be_integers():
-    with pytest.raises(MatrixInfoTypeError, match=re.escape(
-            "intra_class_effective_rank: expected labels to have an integer dtype, got torch.float32.")):
+    with pytest.raises(
+        MatrixInfoTypeError,
+        match=re.escape("intra_class_effective_rank: expected labels to have an integer dtype, got torch.float32."),
+    ):
         intra_class_effective_rank(torch.randn(4, 2), torch.zeros(4))
 
 
@@ -547,26 +560,37 @@ def test_single_sample_classes_warn_and_are_left_out():
     Z, y = labelled(seed=25, sizes=(10, 1, 20, 1))
     keep = np.isin(y.numpy(), [c for c in np.unique(y.numpy()) if (y.numpy() == c).sum() >= 2])
     expected = np_intra(Z.numpy()[keep], y.numpy()[keep])
-    with pytest.warns(RuntimeWarning, match=re.escape(
-            "intra_class_effective_rank: 2 of 4 classes have a single sample")):
+    with pytest.warns(
+        RuntimeWarning, match=re.escape("intra_class_effective_rank: 2 of 4 classes have a single sample")
+    ):
         got = intra_class_effective_rank(Z, y)
-    assert_close(got, expected, RTOL["float64"], "singletons left out")
+    assert_close(got, expected, RTOL64, "singletons left out")
 
 
 def test_only_single_sample_classes_raise():
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape(
             "intra_class_effective_rank: expected at least one class with 2 or more samples, "
-            "got 3 classes of 1 sample each.")):
+            "got 3 classes of 1 sample each."
+        ),
+    ):
         intra_class_effective_rank(torch.randn(3, 2), torch.tensor([0, 1, 2]))
 
 
 def test_inter_class_needs_two_classes_and_a_known_weighting():
     Z = torch.randn(5, 2)
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "inter_class_effective_rank: expected labels with at least 2 distinct classes, got 1.")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("inter_class_effective_rank: expected labels with at least 2 distinct classes, got 1."),
+    ):
         inter_class_effective_rank(Z, torch.zeros(5, dtype=torch.long))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "inter_class_effective_rank: expected weighting to be one of 'classes', 'samples', got 'sizes'.")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape(
+            "inter_class_effective_rank: expected weighting to be one of 'classes', 'samples', got 'sizes'."
+        ),
+    ):
         inter_class_effective_rank(Z, torch.tensor([0, 0, 1, 1, 1]), weighting="sizes")
 
 
@@ -575,8 +599,10 @@ def test_nan_in_embeddings(f):
     Z = torch.randn(20, 3, dtype=torch.float64)
     Z[3, 1] = float("nan")
     Z[7, 0] = float("inf")
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            f"{f.__name__}: expected Z to contain only finite values, got 2 NaN or inf entries.")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape(f"{f.__name__}: expected Z to contain only finite values, got 2 NaN or inf entries."),
+    ):
         f(Z)
 
 
@@ -584,8 +610,10 @@ def test_nan_in_class_metrics():
     Z, y = labelled(seed=26)
     Z[0, 0] = float("nan")
     for f in (intra_class_effective_rank, inter_class_effective_rank):
-        with pytest.raises(MatrixInfoValueError, match=re.escape(
-                f"{f.__name__}: expected Z to contain only finite values, got 1 NaN or inf entries.")):
+        with pytest.raises(
+            MatrixInfoValueError,
+            match=re.escape(f"{f.__name__}: expected Z to contain only finite values, got 1 NaN or inf entries."),
+        ):
             f(Z, y)
 
 
@@ -594,8 +622,12 @@ def test_rejected_batch_leaves_the_accumulator_unchanged():
     before = acc.covariance()
     bad = torch.randn(5, 3, dtype=torch.float64)
     bad[2, 2] = float("nan")
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "CovarianceAccumulator.update: expected batch to contain only finite values, got 1 NaN or inf entries.")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape(
+            "CovarianceAccumulator.update: expected batch to contain only finite values, got 1 NaN or inf entries."
+        ),
+    ):
         acc.update(bad)
     assert acc.count == 10
     assert torch.equal(acc.covariance(), before)
@@ -609,35 +641,54 @@ def test_float32_overflow_is_reported():
 
 
 def test_wrong_dimensionality_and_types():
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "covariance_effective_rank: expected Z to have shape (N, d) with N >= 1 and d >= 1, got (5,).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("covariance_effective_rank: expected Z to have shape (N, d) with N >= 1 and d >= 1, got (5,)."),
+    ):
         covariance_effective_rank(torch.randn(5))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "rankme: expected Z to have shape (N, d) with N >= 1 and d >= 1, got (0, 3).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("rankme: expected Z to have shape (N, d) with N >= 1 and d >= 1, got (0, 3)."),
+    ):
         rankme(torch.randn(0, 3))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "CovarianceAccumulator.update: expected batch to have shape (n, 4), got (10, 5).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape("CovarianceAccumulator.update: expected batch to have shape (n, 4), got (10, 5)."),
+    ):
         CovarianceAccumulator(4).update(torch.randn(10, 5))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "plot_spectrum: expected data to have shape (N, d) (embeddings) or (d,) (eigenvalues), got (2, 3, 4).")):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=re.escape(
+            "plot_spectrum: expected data to have shape (N, d) (embeddings) or (d,) (eigenvalues), got (2, 3, 4)."
+        ),
+    ):
         plot_spectrum(torch.randn(2, 3, 4), ax=object())
-    with pytest.raises(MatrixInfoTypeError, match=re.escape(
-            "covariance_effective_rank: expected Z to be a torch.Tensor or a numpy.ndarray, got list.")):
+    with pytest.raises(
+        MatrixInfoTypeError,
+        match=re.escape("covariance_effective_rank: expected Z to be a torch.Tensor or a numpy.ndarray, got list."),
+    ):
         covariance_effective_rank([[1.0, 2.0]])
-    with pytest.raises(MatrixInfoTypeError, match=re.escape(
-            "rankme: expected Z to have a real floating dtype (float16, bfloat16, float32 or float64), "
-            "got torch.int64.")):
+    with pytest.raises(
+        MatrixInfoTypeError,
+        match=re.escape(
+            "rankme: expected Z to have a real floating dtype (float16, bfloat16, float32 or float64), got torch.int64."
+        ),
+    ):
         rankme(np.ones((3, 2), dtype=np.int64))
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "CovarianceAccumulator: expected dim to be an integer >= 1, got 0.")):
+    with pytest.raises(
+        MatrixInfoValueError, match=re.escape("CovarianceAccumulator: expected dim to be an integer >= 1, got 0.")
+    ):
         CovarianceAccumulator(0)
 
 
 def test_merge_checks_its_argument():
     acc = CovarianceAccumulator(3)
-    with pytest.raises(MatrixInfoValueError, match=re.escape(
-            "CovarianceAccumulator.merge: expected other to have dim = 3, got 4.")):
+    with pytest.raises(
+        MatrixInfoValueError, match=re.escape("CovarianceAccumulator.merge: expected other to have dim = 3, got 4.")
+    ):
         acc.merge(CovarianceAccumulator(4))
-    with pytest.raises(MatrixInfoTypeError, match=re.escape(
-            "CovarianceAccumulator.merge: expected other to be a CovarianceAccumulator, got Tensor.")):
+    with pytest.raises(
+        MatrixInfoTypeError,
+        match=re.escape("CovarianceAccumulator.merge: expected other to be a CovarianceAccumulator, got Tensor."),
+    ):
         acc.merge(torch.zeros(3))

@@ -4,9 +4,11 @@ Embeddings are ``(B, d)`` tensors whose rows are samples (the paper writes the
 transpose, ``d x B``). Every function returns a scalar to be minimized.
 """
 
-from . import _classic, _llm, _matrix
-from ._classic import *  # noqa: F401,F403
+from . import _coding_rate, _contrastive, _llm, _matrix_ssl, _redundancy
+from ._coding_rate import *  # noqa: F401,F403
+from ._contrastive import *  # noqa: F401,F403
 from ._llm import *  # noqa: F401,F403
-from ._matrix import *  # noqa: F401,F403
+from ._matrix_ssl import *  # noqa: F401,F403
+from ._redundancy import *  # noqa: F401,F403
 
-__all__ = sorted(_classic.__all__ + _llm.__all__ + _matrix.__all__)
+__all__ = sorted(_coding_rate.__all__ + _contrastive.__all__ + _llm.__all__ + _matrix_ssl.__all__ + _redundancy.__all__)

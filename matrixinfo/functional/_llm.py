@@ -453,8 +453,8 @@ def matrix_llm_loss(
     logits = logits.reshape(-1, n)
     # Any integer dtype of class indices (uint8, int32, ...) is read as int64, which gather needs.
     target = target.reshape(-1, n) if soft else target.reshape(-1).long()
-    work = _spectral.compute_dtype(torch.promote_types(logits.dtype, embedding.dtype))
-    with _spectral.full_precision(logits.device.type):
+    with _spectral.precision(logits, embedding) as policy:
+        work = policy.dtype
         # Non-finite policy (docs/numerics.rst): NaN out, without a host read.
         checked = (logits, embedding, target) if soft else (logits, embedding)
         bad = ~torch.stack([torch.isfinite(t).all() for t in checked]).all()

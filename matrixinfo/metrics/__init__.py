@@ -54,7 +54,7 @@ from ._effective_rank import (
 from ._hypersphere import alignment, uniformity
 from ._monitor import EmbeddingMonitor, lightning_callback
 from ._plot import plot_spectrum
-from ._spectral_metrics import alpha_req, lidar, LidarAccumulator, nesum, stable_rank
+from ._spectral_metrics import LidarAccumulator, alpha_req, lidar, nesum, stable_rank
 from ._streaming import CovarianceAccumulator
 
 __all__ = [

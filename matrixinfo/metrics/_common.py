@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Union
 
 import torch
 
 from .. import _spectral
 from .._checks import (
-    check_not_meta,
-    check_tensor,
     MatrixInfoTypeError,
     MatrixInfoValueError,
+    check_not_meta,
+    check_tensor,
     shape_str,
 )
 from ..core import matrix_entropy as _matrix_entropy
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# What the metrics accept as embeddings or labels: a torch tensor or a NumPy array.
+ArrayLike = Union[torch.Tensor, "np.ndarray"]
 
 # Rows are processed in blocks whose working copy is about this many bytes:
 # it bounds the memory beyond the input, whatever N.
@@ -31,16 +38,15 @@ def _as_tensor(fn: str, name: str, x) -> torch.Tensor:
     """A torch tensor (detached) from a tensor or a NumPy array.
 
     NumPy is not a dependency: an object can only be an ndarray if NumPy is
-    already imported, so it is looked up in ``sys.modules``."""
+    already imported, so it is looked up in ``sys.modules``.
+    """
     if isinstance(x, torch.Tensor):
         return x.detach()
     np = sys.modules.get("numpy")
     if np is not None and isinstance(x, np.ndarray):
         # from_numpy rejects negative strides; ascontiguousarray copies only then.
         return torch.from_numpy(np.ascontiguousarray(x))
-    raise MatrixInfoTypeError(
-        f"{fn}: expected {name} to be a torch.Tensor or a numpy.ndarray, got {type(x).__name__}."
-    )
+    raise MatrixInfoTypeError(f"{fn}: expected {name} to be a torch.Tensor or a numpy.ndarray, got {type(x).__name__}.")
 
 
 def _as_samples(fn: str, name: str, x, *, dim: int | None = None, min_rows: int = 1) -> torch.Tensor:
@@ -48,14 +54,14 @@ def _as_samples(fn: str, name: str, x, *, dim: int | None = None, min_rows: int 
 
     Not :func:`._checks.check_embeddings`: metrics take whole data sets (``N``
     rows, NumPy arrays, a fixed ``d`` for a streaming accumulator), where the
-    losses take one batch ``(B, d)`` of torch tensors."""
+    losses take one batch ``(B, d)`` of torch tensors.
+    """
     x = check_tensor(fn, name, _as_tensor(fn, name, x))
     check_not_meta(fn, name, x)
     if dim is None:
         if x.ndim != 2 or x.shape[0] < min_rows or x.shape[1] < 1:
             raise MatrixInfoValueError(
-                f"{fn}: expected {name} to have shape (N, d) with N >= {min_rows} and d >= 1, "
-                f"got {shape_str(x.shape)}."
+                f"{fn}: expected {name} to have shape (N, d) with N >= {min_rows} and d >= 1, got {shape_str(x.shape)}."
             )
     elif x.ndim != 2 or x.shape[1] != dim:
         raise MatrixInfoValueError(f"{fn}: expected {name} to have shape (n, {dim}), got {shape_str(x.shape)}.")
@@ -99,7 +105,8 @@ def _combine(n_a: int, mean_a: torch.Tensor, m2_a, n_b: int, mean_b: torch.Tenso
     With :math:`\delta = \mu_b - \mu_a` and :math:`n = n_a + n_b`:
     :math:`\mu = \mu_a + \delta\, n_b / n`,
     :math:`M_2 = M_{2,a} + M_{2,b} + \delta\delta^\top n_a n_b / n`.
-    ``m2_a = m2_b = None`` combines means only. Returns ``n``."""
+    ``m2_a = m2_b = None`` combines means only. Returns ``n``.
+    """
     n = n_a + n_b
     if n_b == 0:
         return n_a
@@ -111,23 +118,26 @@ def _combine(n_a: int, mean_a: torch.Tensor, m2_a, n_b: int, mean_b: torch.Tenso
 
 
 def _moments(fn: str, name: str, x: torch.Tensor, *, scatter: bool = True):
-    """``(n, mean, M2)`` of the rows of ``x`` (float64 results, on ``x``'s device;
-    ``M2`` is ``None`` with ``scatter=False``, which skips the GEMMs).
+    """``(n, mean, M2)`` of the rows of ``x``, in float64 on ``x``'s device.
+
+    ``M2`` is ``None`` with ``scatter=False``, which skips the GEMMs.
 
     Per block of rows, in the input's precision (half precision in float32):
     a provisional mean ``m``; the centered block ``Y = X - m``; ``S = Y^T Y``
     (the one GEMM) and ``s = sum(Y)``. In float64: the block mean
     ``m + s / n_b`` and scatter ``S - s s^T / n_b``, which removes the
     rounding error of ``m``. Blocks are then combined by :func:`_combine`.
-    Raises on NaN/inf (read once, from the d-sized results)."""
+    Raises on NaN/inf (read once, from the d-sized results).
+    """
     n, d = x.shape
-    work = _spectral.compute_dtype(x.dtype)
+    policy = _spectral.precision(x)
+    work = policy.dtype
     itemsize = torch.empty((), dtype=work).element_size()
     rows = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (d * itemsize))
     f64 = dict(dtype=torch.float64, device=x.device)
     count, mean = 0, torch.zeros(d, **f64)
     m2 = torch.zeros(d, d, **f64) if scatter else None
-    with torch.no_grad(), _spectral.full_precision(x.device.type):
+    with torch.no_grad(), policy:
         centered = torch.empty(min(rows, n), d, dtype=work, device=x.device)  # reused: no page faults per block
         for start in range(0, n, rows):
             block = x[start : start + rows].to(work)

@@ -6,29 +6,28 @@ import torch
 
 from .. import _spectral
 from .._checks import (
+    MatrixInfoValueError,
     check_choice,
     check_flag,
-    MatrixInfoTypeError,
-    MatrixInfoValueError,
     warn,
 )
 from ..core import effective_rank as _effective_rank
 from ._common import (
+    _RANKME_EPS,
+    _WEIGHTINGS,
+    ArrayLike,
     _as_labels,
     _as_samples,
     _check_finite,
     _moments,
-    _RANKME_EPS,
     _second_moment,
-    _WEIGHTINGS,
 )
 from ._streaming import _accumulate
-
 
 # ----------------------------------------------------------------------------- one-shot metrics
 
 
-def covariance_effective_rank(Z, *, center: bool = True) -> float:
+def covariance_effective_rank(Z: ArrayLike, *, center: bool = True) -> float:
     r"""Effective rank of the covariance of embeddings (paper Def. 3.5 on the :math:`\sigma^2` convention).
 
     .. math:: C = \frac1N \sum_{i=1}^N (z_i - \mu)(z_i - \mu)^\top, \qquad
@@ -73,7 +72,7 @@ def covariance_effective_rank(Z, *, center: bool = True) -> float:
     return _accumulate("covariance_effective_rank", Z).effective_rank(center=center)
 
 
-def embedding_matrix_entropy(Z, *, center: bool = True) -> float:
+def embedding_matrix_entropy(Z: ArrayLike, *, center: bool = True) -> float:
     r"""Matrix entropy (paper Def. 3.1) of the trace-normalized covariance of embeddings.
 
     .. math:: \hat C = \frac{C}{\operatorname{tr} C},\qquad
@@ -114,7 +113,7 @@ def embedding_matrix_entropy(Z, *, center: bool = True) -> float:
     return _accumulate("embedding_matrix_entropy", Z).matrix_entropy(center=center)
 
 
-def rankme(Z) -> float:
+def rankme(Z: ArrayLike) -> float:
     r"""RankMe (Garrido et al., 2023): the effective rank of the raw embedding matrix.
 
     .. math:: p_j = \frac{\sigma_j(Z)}{\lVert\sigma(Z)\rVert_1} + 10^{-7},\qquad
@@ -153,8 +152,9 @@ def rankme(Z) -> float:
     fn = "rankme"
     x = _as_samples(fn, "Z", Z)
     _check_finite(fn, "Z", x)
-    with torch.no_grad(), _spectral.full_precision(x.device.type):
-        s = torch.linalg.svdvals(x.to(_spectral.compute_dtype(x.dtype))).to(torch.float64)
+    with torch.no_grad(), _spectral.precision(x) as policy:
+        (x,) = policy.cast(x)
+        s = torch.linalg.svdvals(x).to(torch.float64)
         total = s.sum()
         if not bool(total > 0):
             return 0.0
@@ -174,14 +174,15 @@ def _gram_side_effective_rank(y: torch.Tensor, weights: torch.Tensor | None = No
     r"""``erank(Y^T W Y)`` for ``(m, d)`` float64 ``Y``, on the smaller side.
 
     :math:`Y^\top W Y` and :math:`W^{1/2} Y Y^\top W^{1/2}` have the same
-    nonzero eigenvalues, hence the same effective rank (paper Thm. E.5)."""
+    nonzero eigenvalues, hence the same effective rank (paper Thm. E.5).
+    """
     if weights is not None:
         y = y * weights.sqrt().unsqueeze(-1)
     gram = y @ y.mT if y.shape[0] < y.shape[1] else y.mT @ y
     return float(_effective_rank(_spectral.symmetrize(gram)))
 
 
-def intra_class_effective_rank(Z, labels) -> float:
+def intra_class_effective_rank(Z: ArrayLike, labels: ArrayLike) -> float:
     r"""Intra-class effective rank (paper Def. E.1): the mean effective rank of the class covariances.
 
     .. math:: C_c = \frac{1}{n_c} \sum_{y_i = c} (z_i - \mu_c)(z_i - \mu_c)^\top,\qquad
@@ -256,7 +257,7 @@ def intra_class_effective_rank(Z, labels) -> float:
     return sum(ranks) / len(ranks)
 
 
-def inter_class_effective_rank(Z, labels, *, weighting: str = "classes") -> float:
+def inter_class_effective_rank(Z: ArrayLike, labels: ArrayLike, *, weighting: str = "classes") -> float:
     r"""Inter-class effective rank (paper Def. E.2): the effective rank of the spread of the class means.
 
     With class means :math:`\mu_c` and the global mean of all ``N`` samples

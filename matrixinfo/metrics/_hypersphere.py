@@ -7,8 +7,8 @@ import math
 import torch
 
 from .. import _spectral
-from .._checks import check_number, MatrixInfoValueError, shape_str
-from ._common import _as_samples, _check_finite
+from .._checks import MatrixInfoValueError, check_number, shape_str
+from ._common import ArrayLike, _as_samples, _check_finite
 
 # Rows of the pairwise block in uniformity: about this many bytes of distances per block.
 _PAIR_BLOCK_BYTES = 1 << 24
@@ -18,11 +18,11 @@ def _normalized(fn: str, name: str, z, *, min_rows: int = 1) -> torch.Tensor:
     """Rows of ``z`` scaled to unit length, in the computation dtype (zero rows stay zero)."""
     x = _as_samples(fn, name, z, min_rows=min_rows)
     _check_finite(fn, name, x)
-    x = x.to(_spectral.compute_dtype(x.dtype))
+    (x,) = _spectral.precision(x).cast(x)
     return torch.nn.functional.normalize(x, dim=1)
 
 
-def alignment(z1, z2, *, alpha: float = 2.0) -> float:
+def alignment(z1: ArrayLike, z2: ArrayLike, *, alpha: float = 2.0) -> float:
     r"""Alignment (Wang & Isola, 2020): mean distance between positive pairs on the unit sphere.
 
     .. math:: \mathcal L_{\text{align}} = \frac1N \sum_{i=1}^N
@@ -75,7 +75,7 @@ def alignment(z1, z2, *, alpha: float = 2.0) -> float:
         return float(dist.pow(alpha).mean())
 
 
-def uniformity(z, *, t: float = 2.0) -> float:
+def uniformity(z: ArrayLike, *, t: float = 2.0) -> float:
     r"""Uniformity (Wang & Isola, 2020): log of the mean Gaussian potential over distinct pairs on the sphere.
 
     .. math:: \mathcal L_{\text{uniform}} = \log \frac{2}{N(N - 1)} \sum_{i < j}
@@ -122,7 +122,7 @@ def uniformity(z, *, t: float = 2.0) -> float:
     n = x.shape[0]
     rows = max(1, _PAIR_BLOCK_BYTES // (8 * n))
     parts = []
-    with torch.no_grad(), _spectral.full_precision(x.device.type):
+    with torch.no_grad(), _spectral.precision(x):
         for start in range(0, n, rows):
             block = x[start : start + rows]
             # Only pairs (i, j) with j > i: columns from this block's first row on (half the GEMM work).

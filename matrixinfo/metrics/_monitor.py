@@ -6,8 +6,8 @@ import torch
 import torch.distributed as dist
 
 from .. import _distributed
-from .._checks import check_choice, check_int, check_number, MatrixInfoTypeError, MatrixInfoValueError, shape_str
-from ._common import _as_samples
+from .._checks import MatrixInfoTypeError, MatrixInfoValueError, check_choice, check_int, check_number, shape_str
+from ._common import ArrayLike, _as_samples
 from ._hypersphere import _normalized, uniformity
 from ._spectral_metrics import _alpha_from_spectrum, _check_fit_range
 from ._streaming import CovarianceAccumulator
@@ -78,7 +78,7 @@ class EmbeddingMonitor:
         alpha: float = 2.0,
         t: float = 2.0,
         fit_range: tuple[int, int] = (11, 100),
-        group=None,
+        group: dist.ProcessGroup | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         fn = "EmbeddingMonitor"
@@ -90,7 +90,7 @@ class EmbeddingMonitor:
         self._acc = CovarianceAccumulator(dim, device=device)
         self.reset()
 
-    def reset(self) -> "EmbeddingMonitor":
+    def reset(self) -> EmbeddingMonitor:
         """Forget everything seen (call it at the start of each epoch). Returns ``self``."""
         self._acc.reset()
         # align_sum, pairs, uniformity_sum, batches (uniformity), in float64
@@ -100,7 +100,7 @@ class EmbeddingMonitor:
     def __repr__(self) -> str:
         return f"EmbeddingMonitor(dim={self._dim}, samples={self._acc.count})"
 
-    def update(self, z1, z2=None) -> "EmbeddingMonitor":
+    def update(self, z1: ArrayLike, z2: ArrayLike | None = None) -> EmbeddingMonitor:
         """Add a batch: ``(B, d)`` embeddings, and optionally the second views of the same samples.
 
         Both views enter the covariance; pairs ``(z1[i], z2[i])`` enter the
@@ -177,8 +177,9 @@ class EmbeddingMonitor:
         return logs
 
 
-def lightning_callback(monitor: EmbeddingMonitor, *, key: str = "embeddings", prefix: str = "monitor/",
-                       stage: str = "train"):
+def lightning_callback(
+    monitor: EmbeddingMonitor, *, key: str = "embeddings", prefix: str = "monitor/", stage: str = "train"
+):
     r"""A PyTorch Lightning ``Callback`` that feeds an :class:`EmbeddingMonitor` and logs it each epoch.
 
     Lightning is optional (the ``lightning`` extra: ``pip install

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .._checks import (
+    MatrixInfoValueError,
     check_flag,
     check_tensor,
-    MatrixInfoValueError,
     shape_str,
 )
-from ._common import _as_tensor, _check_finite
-from ._streaming import _accumulate, CovarianceAccumulator
-
+from ._common import ArrayLike, _as_tensor, _check_finite
+from ._streaming import CovarianceAccumulator, _accumulate
 
 # ----------------------------------------------------------------------------- plotting
 
 
-def plot_spectrum(data, *, center: bool = True, normalize: bool = False, ax=None, **plot_kwargs):
+def plot_spectrum(
+    data: ArrayLike | CovarianceAccumulator,
+    *,
+    center: bool = True,
+    normalize: bool = False,
+    ax: Any = None,
+    **plot_kwargs: Any,
+) -> Any:
     r"""Plot covariance eigenvalues in descending order on a logarithmic scale.
 
     A collapsed dimension shows as a cliff in the spectrum; the effective rank

@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 
 from .. import _distributed, _spectral
-from .._checks import check_int, check_number, check_tensor, MatrixInfoValueError, shape_str
-from ._common import _as_samples, _as_tensor, _check_finite, _moments
+from .._checks import MatrixInfoValueError, check_int, check_number, check_tensor, shape_str
+from ._common import ArrayLike, _as_samples, _as_tensor, _check_finite, _moments
 
 # alpha-ReQ's default fit range, as 1-based inclusive eigenvalue indices: the
 # reference's ``np.arange(10, 100)`` of 0-based indices (reptrix, alpha.py).
@@ -30,7 +30,7 @@ _SKINNY_BYTES = 1 << 20
 # ----------------------------------------------------------------------------- LiDAR
 
 
-def lidar(embeddings, *, delta: float = 1e-4, eps: float = 1e-8) -> float:
+def lidar(embeddings: ArrayLike, *, delta: float = 1e-4, eps: float = 1e-8) -> float:
     r"""LiDAR (Thilak et al., 2023): the effective rank of the LDA matrix of augmented views.
 
     For ``n`` samples with ``q`` augmented views each, :math:`z_{ij}` (view ``j``
@@ -106,9 +106,8 @@ def lidar(embeddings, *, delta: float = 1e-4, eps: float = 1e-8) -> float:
         )
     _check_finite(fn, "embeddings", x)
     n, q, d = x.shape
-    with torch.no_grad(), _spectral.full_precision(x.device.type):
-        work = _spectral.compute_dtype(x.dtype)
-        x = x.to(work)
+    with torch.no_grad(), _spectral.precision(x) as policy:
+        (x,) = policy.cast(x)
         means = x.mean(1)  # (n, d), in the input's precision like the scatter's GEMM
         # Within-sample scatter: one (n q, d) GEMM on rows centered by their sample's mean.
         centered = (x - means.unsqueeze(1)).reshape(n * q, d)
@@ -170,7 +169,7 @@ class LidarAccumulator:
         self._means = CovarianceAccumulator(dim, device=device)
         self.reset()
 
-    def reset(self) -> "LidarAccumulator":
+    def reset(self) -> LidarAccumulator:
         """Forget all samples. Returns ``self``."""
         self._means.reset()
         self._within = None
@@ -180,8 +179,14 @@ class LidarAccumulator:
     def __repr__(self) -> str:
         return f"LidarAccumulator(dim={self._dim}, samples={self._means.count}, views={self._views})"
 
-    def update(self, batch) -> "LidarAccumulator":
-        """Add ``(b, q, d)`` embeddings: ``b`` samples with all their ``q >= 2`` views. Returns ``self``.
+    def update(self, batch: ArrayLike) -> LidarAccumulator:
+        """Add ``(b, q, d)`` embeddings: ``b`` samples with all their ``q >= 2`` views.
+
+        Args:
+            batch: ``(b, q, d)`` torch tensor or NumPy array, floating.
+
+        Returns:
+            ``self``, so calls can be chained.
 
         Raises:
             MatrixInfoValueError: wrong shape (or ``q`` differs from the first batch's); NaN or inf.
@@ -196,8 +201,8 @@ class LidarAccumulator:
         if x.shape[0] == 0:
             return self
         _check_finite(fn, "batch", x)
-        with torch.no_grad(), _spectral.full_precision(x.device.type):
-            x = x.to(_spectral.compute_dtype(x.dtype))
+        with torch.no_grad(), _spectral.precision(x) as policy:
+            (x,) = policy.cast(x)
             means = x.mean(1)
             centered = (x - means.unsqueeze(1)).reshape(-1, self._dim)
             within = (centered.mT @ centered).to(torch.float64)
@@ -207,16 +212,26 @@ class LidarAccumulator:
         self._views = q
         return self
 
-    def all_reduce(self, group=None) -> "LidarAccumulator":
-        """Replace this process's statistics by those of all processes (a collective, once; see
-        :meth:`CovarianceAccumulator.all_reduce`). Every process must have seen at least one batch. Returns ``self``."""
+    def all_reduce(self, group=None) -> LidarAccumulator:
+        """Replace this process's statistics by those of all processes.
+
+        A collective, once (as :meth:`CovarianceAccumulator.all_reduce`). Every
+        process must have seen at least one batch. Returns ``self``.
+        """
         self._means.all_reduce(group)
         if _distributed.is_active():
             dist.all_reduce(self._within, op=dist.ReduceOp.SUM, group=group)
         return self
 
     def compute(self, *, delta: float = 1e-4, eps: float = 1e-8) -> float:
-        """:func:`lidar` of all samples seen.
+        r""":func:`lidar` of all samples seen.
+
+        Args:
+            delta: ridge :math:`\delta > 0` added to the within-class scatter, as in :func:`lidar`.
+            eps: :math:`\epsilon > 0` added to each eigenvalue before normalizing, as in :func:`lidar`.
+
+        Returns:
+            LiDAR, a Python float.
 
         Raises:
             MatrixInfoValueError: fewer than 2 samples; bad ``delta``/``eps``.
@@ -254,7 +269,7 @@ def _alpha_from_spectrum(fn: str, values: torch.Tensor, fit_range) -> float:
             f"pass a fit_range whose last index is at most {d} (and leave out the first and last few eigenvalues)."
         )
     lam = values[first - 1 : last].to(torch.float64)
-    floor = float(values[0]) * d * torch.finfo(torch.float64).eps
+    floor = float(_spectral.eigenvalue_floor(values.to(torch.float64)))  # see docs/numerics.rst
     if not bool((lam > floor).all()):
         positive = int((values > floor).sum())
         raise MatrixInfoValueError(
@@ -268,7 +283,7 @@ def _alpha_from_spectrum(fn: str, values: torch.Tensor, fit_range) -> float:
     return float((w * (x - xm) * (y - ym)).sum() / (w * (x - xm) ** 2).sum())
 
 
-def alpha_req(Z, *, fit_range: tuple[int, int] = _ALPHA_FIT_RANGE) -> float:
+def alpha_req(Z: ArrayLike, *, fit_range: tuple[int, int] = _ALPHA_FIT_RANGE) -> float:
     r"""alpha-ReQ (Agrawal et al., 2022): the power-law decay exponent of the covariance spectrum.
 
     With the covariance eigenvalues :math:`\lambda_1 \ge \lambda_2 \ge \dots`
@@ -348,12 +363,13 @@ def _trace_and_top(fn: str, Z, center: bool, steps: int) -> tuple[float, float]:
     :math:`Y^\top Y` (each one pass over ``Z``, two skinny GEMMs per block of
     rows, centered block by block), orthonormalized and projected
     (Rayleigh-Ritz). The largest Ritz value is a lower bound of the top
-    eigenvalue, exact when the space is all of ``R^d`` or invariant."""
+    eigenvalue, exact when the space is all of ``R^d`` or invariant.
+    """
     steps = check_int(fn, "steps", steps, 1)
     x = _as_samples(fn, "Z", Z)
     n, d = x.shape
-    with torch.no_grad(), _spectral.full_precision(x.device.type):
-        x = x.to(_spectral.compute_dtype(x.dtype))
+    with torch.no_grad(), _spectral.precision(x) as policy:
+        (x,) = policy.cast(x)
         f64 = dict(dtype=torch.float64, device=x.device)
         mean = torch.zeros(d, **f64)
         if center:
@@ -378,6 +394,7 @@ def _trace_and_top(fn: str, Z, center: bool, steps: int) -> tuple[float, float]:
                 if first:  # the trace, from the first pass's centered blocks
                     sum_squares.append(torch.linalg.vector_norm(c, dtype=torch.float64) ** 2)
             return out
+
         gen = torch.Generator(device="cpu").manual_seed(_KRYLOV_SEED)
         start = torch.randn(d, min(_KRYLOV_BLOCK, d), generator=gen, dtype=torch.float64).to(x.device)
         # Block Lanczos with full reorthogonalization: basis blocks Q_k orthonormal to all earlier ones,
@@ -407,7 +424,7 @@ def _trace_and_top(fn: str, Z, center: bool, steps: int) -> tuple[float, float]:
         return trace, float(torch.linalg.eigvalsh(_spectral.symmetrize(projected))[-1])
 
 
-def nesum(Z, *, steps: int = _KRYLOV_STEPS) -> float:
+def nesum(Z: ArrayLike, *, steps: int = _KRYLOV_STEPS) -> float:
     r"""NESum (He & Ozay, 2022): the sum of the covariance eigenvalues, each normalized by the largest.
 
     .. math:: \operatorname{NESum}(Z) = \sum_{i=1}^{d} \frac{\lambda_i(C)}{\lambda_1(C)}
@@ -468,7 +485,7 @@ def nesum(Z, *, steps: int = _KRYLOV_STEPS) -> float:
     return trace / top if top > 0 else 0.0
 
 
-def stable_rank(Z, *, center: bool = True, steps: int = _KRYLOV_STEPS) -> float:
+def stable_rank(Z: ArrayLike, *, center: bool = True, steps: int = _KRYLOV_STEPS) -> float:
     r"""Stable (numerical) rank of the embedding matrix, centered as the covariance is.
 
     .. math:: \operatorname{srank}(Z) = \frac{\lVert Y\rVert_F^2}{\lVert Y\rVert_2^2}

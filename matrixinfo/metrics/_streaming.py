@@ -7,14 +7,14 @@ import torch.distributed as dist
 
 from .. import _distributed
 from .._checks import (
-    check_flag,
-    check_int,
-    check_not_meta,
     MatrixInfoTypeError,
     MatrixInfoValueError,
+    check_flag,
+    check_int,
 )
 from ..core import effective_rank as _effective_rank
 from ._common import (
+    ArrayLike,
     _as_samples,
     _combine,
     _moments,
@@ -22,7 +22,6 @@ from ._common import (
     _second_moment,
 )
 from ._spectral_metrics import _ALPHA_FIT_RANGE, _alpha_from_spectrum
-
 
 # ----------------------------------------------------------------------------- streaming
 
@@ -116,7 +115,7 @@ class CovarianceAccumulator:
             ) from None
         self.reset()
 
-    def reset(self) -> "CovarianceAccumulator":
+    def reset(self) -> CovarianceAccumulator:
         """Forget all samples (for example at the start of an epoch). Returns ``self``."""
         self._count = 0
         self._mean = torch.zeros(self._dim, dtype=torch.float64, device=self._device)
@@ -160,11 +159,17 @@ class CovarianceAccumulator:
             "device_fixed": self._device_fixed,
         }
 
-    def load_state_dict(self, state: dict) -> "CovarianceAccumulator":
-        """Restore the statistics saved by :meth:`state_dict`. Returns ``self``.
+    def load_state_dict(self, state: dict) -> CovarianceAccumulator:
+        """Restore the statistics saved by :meth:`state_dict`.
 
         The statistics then live on the device of ``state["mean"]`` (so
         ``torch.load(..., map_location=...)`` decides it).
+
+        Args:
+            state: the dict returned by :meth:`state_dict`.
+
+        Returns:
+            ``self``, so calls can be chained.
 
         Raises:
             MatrixInfoValueError: ``state`` is not such a dict, or its ``dim``
@@ -180,10 +185,15 @@ class CovarianceAccumulator:
             raise MatrixInfoValueError(f"{fn}: expected state of dim {d}, got dim {state['dim']!r}.")
         mean, m2, count = state["mean"], state["m2"], state["count"]
         ok = (
-            isinstance(mean, torch.Tensor) and isinstance(m2, torch.Tensor)
-            and tuple(mean.shape) == (d,) and tuple(m2.shape) == (d, d)
-            and mean.dtype == m2.dtype == torch.float64 and mean.device == m2.device
-            and isinstance(count, int) and not isinstance(count, bool) and count >= 0
+            isinstance(mean, torch.Tensor)
+            and isinstance(m2, torch.Tensor)
+            and tuple(mean.shape) == (d,)
+            and tuple(m2.shape) == (d, d)
+            and mean.dtype == m2.dtype == torch.float64
+            and mean.device == m2.device
+            and isinstance(count, int)
+            and not isinstance(count, bool)
+            and count >= 0
         )
         if not ok:
             raise MatrixInfoValueError(
@@ -215,7 +225,7 @@ class CovarianceAccumulator:
         self._require_samples("CovarianceAccumulator.mean")
         return self._mean.clone()
 
-    def update(self, batch) -> "CovarianceAccumulator":
+    def update(self, batch: ArrayLike) -> CovarianceAccumulator:
         """Add a batch of embeddings. Returns ``self``.
 
         Args:
@@ -240,8 +250,14 @@ class CovarianceAccumulator:
         self._count = _combine(self._count, self._mean, self._m2, n, mean, m2)
         return self
 
-    def merge(self, other: "CovarianceAccumulator") -> "CovarianceAccumulator":
-        """Add the samples summarized by ``other`` (left unchanged). Returns ``self``.
+    def merge(self, other: CovarianceAccumulator) -> CovarianceAccumulator:
+        """Add the samples summarized by ``other`` (left unchanged).
+
+        Args:
+            other: a :class:`CovarianceAccumulator` of the same ``dim``.
+
+        Returns:
+            ``self``, so calls can be chained.
 
         Raises:
             MatrixInfoTypeError: ``other`` is not a :class:`CovarianceAccumulator`.
@@ -260,7 +276,7 @@ class CovarianceAccumulator:
         self._reduced = self._reduced or other._reduced
         return self
 
-    def all_reduce(self, group=None) -> "CovarianceAccumulator":
+    def all_reduce(self, group: dist.ProcessGroup | None = None) -> CovarianceAccumulator:
         r"""Replace this process's statistics by those of all processes' samples.
 
         Must be called by every process of ``group``; afterwards every process
@@ -338,7 +354,7 @@ class CovarianceAccumulator:
         """Eigenvalues of :meth:`covariance`, in descending order.
 
         Args:
-            center: see :meth:`covariance`.
+            center: ``True`` for the covariance, ``False`` for the uncentered second moment.
 
         Returns:
             ``(d,)`` float64 tensor; rounding noise below zero (of a
@@ -353,7 +369,13 @@ class CovarianceAccumulator:
         return torch.linalg.eigvalsh(c).flip(0).clamp_min(0)
 
     def effective_rank(self, *, center: bool = True) -> float:
-        """Effective rank of :meth:`covariance`; see :func:`covariance_effective_rank`.
+        """Effective rank of :meth:`covariance`, as :func:`covariance_effective_rank` defines it.
+
+        Args:
+            center: ``True`` for the covariance, ``False`` for the uncentered second moment.
+
+        Returns:
+            The effective rank, a Python float.
 
         Raises:
             MatrixInfoValueError: no samples yet.
@@ -363,7 +385,13 @@ class CovarianceAccumulator:
         return float(_effective_rank(_second_moment(self._count, self._mean, self._m2, center)))
 
     def matrix_entropy(self, *, center: bool = True) -> float:
-        """Matrix entropy of the trace-normalized :meth:`covariance`; see :func:`embedding_matrix_entropy`.
+        """Matrix entropy of the trace-normalized :meth:`covariance`, as :func:`embedding_matrix_entropy` defines it.
+
+        Args:
+            center: ``True`` for the covariance, ``False`` for the uncentered second moment.
+
+        Returns:
+            The matrix entropy, a Python float.
 
         Raises:
             MatrixInfoValueError: no samples yet.
@@ -379,6 +407,9 @@ class CovarianceAccumulator:
         whole ``Z`` estimates :math:`\lambda_{\max}` without forming ``C``.
         Equals :meth:`stable_rank` (centered). Constant samples give 0.
 
+        Returns:
+            NESum, a Python float.
+
         Raises:
             MatrixInfoValueError: no samples yet.
         """
@@ -386,10 +417,13 @@ class CovarianceAccumulator:
         return self.stable_rank()
 
     def stable_rank(self, *, center: bool = True) -> float:
-        r"""Stable rank :math:`\operatorname{tr}C / \lambda_{\max}(C)`; see :func:`stable_rank`.
+        r"""Stable rank :math:`\operatorname{tr}C / \lambda_{\max}(C)`, as :func:`stable_rank` defines it.
 
         Args:
-            center: see :meth:`covariance`.
+            center: ``True`` for the covariance, ``False`` for the uncentered second moment.
+
+        Returns:
+            The stable rank, a Python float.
 
         Raises:
             MatrixInfoValueError: no samples yet.
@@ -400,7 +434,13 @@ class CovarianceAccumulator:
         return float(c.diagonal().sum()) / top if top > 0 else 0.0
 
     def alpha_req(self, *, fit_range: tuple[int, int] = _ALPHA_FIT_RANGE) -> float:
-        """alpha-ReQ power-law exponent of the streamed covariance spectrum; see :func:`alpha_req`.
+        r"""alpha-ReQ power-law exponent of the streamed covariance spectrum, as :func:`alpha_req` defines it.
+
+        Args:
+            fit_range: 1-based ``(first, last)`` eigenvalue indices of the fit, as in :func:`alpha_req`.
+
+        Returns:
+            The exponent :math:`\alpha`, a Python float.
 
         Raises:
             MatrixInfoValueError: no samples yet; ``d`` or the rank below the fit range.
