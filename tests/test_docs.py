@@ -235,6 +235,69 @@ def test_public_name_has_a_docstring_with_doctest_examples(module_name, name):
     assert ">>>" in match.group(1), f"{module_name}.{name}: the 'Examples:' section has no doctest (>>>)"
 
 
+# ----------------------------------------------------------------------------- loss classes (issue: one place per loss)
+
+_SECTION_BODY = r"^{}:[ \t]*\n((?:(?:[ \t]+.*)?\n)+)"
+
+
+def _section(doc: str, title: str) -> str:
+    match = re.search(_SECTION_BODY.format(title), inspect.cleandoc(doc) + "\n", re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+def _documented_args(section: str) -> set[str]:
+    return set(re.findall(r"^    (\*{0,2}\w+):", section, re.MULTILINE))
+
+
+def _loss_names() -> list[str]:
+    import matrixinfo.losses
+
+    return list(matrixinfo.losses.__all__)
+
+
+@pytest.mark.parametrize("name", _loss_names())
+def test_loss_class_page_documents_each_parameter_shapes_formula_and_forward(name):
+    import pydoc
+
+    import matrixinfo.losses
+
+    cls = getattr(matrixinfo.losses, name)
+    doc = cls.__doc__
+    init = [p for p in inspect.signature(cls).parameters]
+    args = _section(doc, "Args")
+    missing = set(init) - _documented_args(args)
+    assert not missing, f"{name}: constructor parameters not under Args in the class docstring: {sorted(missing)}"
+    assert not re.search(r"\bsee\b|as elsewhere|as in :", args, re.IGNORECASE), f"{name}: an Args entry refers elsewhere"
+    for title in ("Shape", "Examples"):
+        assert _section(doc, title).strip(), f"{name}: no {title} section"
+    assert ".. math::" in doc, f"{name}: the class docstring shows no formula"
+    assert re.search(r"eq\. ?\d+|appendix|section \d|no numbered equation", doc), f"{name}: no paper equation named"
+    assert "eproduces" in doc, f"{name}: says nothing of which code or definition it reproduces"
+    # forward: its own docstring, whose Args are exactly forward's parameters.
+    assert "forward" in cls.__dict__ and cls.forward.__doc__, f"{name}.forward has no docstring of its own"
+    forward_params = {
+        ("*" + p.name) if p.kind is p.VAR_POSITIONAL else p.name
+        for p in inspect.signature(cls.forward).parameters.values()
+        if p.name != "self"
+    }
+    assert _documented_args(_section(cls.forward.__doc__, "Args")) == forward_params, f"{name}.forward: Args"
+    assert "Should be overridden" not in pydoc.render_doc(cls), f"help({name}) shows torch's forward boilerplate"
+
+
+def test_loss_docs_check_can_fail():
+    """The section parser finds a missing parameter (so the test above can fail)."""
+    doc = """Summary.
+
+    Args:
+        alpha: documented.
+
+    Shape:
+        - x: (B, d).
+    """
+    assert _documented_args(_section(doc, "Args")) == {"alpha"}
+    assert _section(doc, "Returns") == ""
+
+
 # ----------------------------------------------------------------------------- code that runs
 
 _RST_BLOCK = re.compile(r"^\.\. code-block:: python[ \t]*\n((?:[ \t]+:[\w-]+:.*\n)*)\n((?:(?:[ \t]+.*)?\n)+)", re.MULTILINE)

@@ -200,6 +200,9 @@ class NegativeCosineSimilarityLoss(_Loss):
 
     functional = staticmethod(_classic.negative_cosine_similarity_loss)
 
+    def __init__(self) -> None:
+        super().__init__()
+
     def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of one (prediction, target) pair.
 
@@ -237,6 +240,9 @@ class BYOLLoss(_Loss):
 
     functional = staticmethod(_classic.byol_loss)
 
+    def __init__(self) -> None:
+        super().__init__()
+
     def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of one (prediction, target) pair.
 
@@ -254,6 +260,8 @@ class SpectralContrastiveLoss(_Loss):
     r"""Spectral contrastive loss (HaoChen et al. 2021).
 
     <formula>
+
+    The paper discusses it (sections 1 and 5.1) but gives it no numbered equation.
 
     Reproduces the authors' code (jhaochenz96/spectral_contrastive_learning,
     ``models/spectral.py``) with the defaults.

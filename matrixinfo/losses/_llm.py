@@ -16,8 +16,8 @@ class MatrixLLMLoss(_Loss):
 
     <formula>
 
-    The paper's own loss for language models (appendix B); no authors' code
-    is public to reproduce, and ``method="exact"`` is checked against SciPy in
+    It reproduces the paper's definition for language models (appendix B; no
+    authors' code is public), and ``method="exact"`` is checked against SciPy in
     the tests.
 
     Args:

@@ -261,8 +261,8 @@ class UniformityMCELoss(_Loss):
 
     <formula>
 
-    The paper's own loss (no authors' code to reproduce); the value is
-    checked against SciPy's matrix logarithm in the tests.
+    It reproduces the paper's definition (no authors' code is public); the
+    value is checked against SciPy's matrix logarithm in the tests.
 
     Args:
         lam: shift :math:`\lambda > 0` added to both matrices; ``None``
@@ -325,8 +325,8 @@ class UniformityMKLLoss(_Loss):
 
     <formula>
 
-    The paper's own loss (no authors' code to reproduce); the value is
-    checked against SciPy's matrix logarithm in the tests.
+    It reproduces the paper's definition (no authors' code is public); the
+    value is checked against SciPy's matrix logarithm in the tests.
 
     Args:
         lam: shift :math:`\lambda > 0` added to both matrices; ``None``
@@ -511,7 +511,7 @@ class EMPTCRLoss(_Loss):
 
 
 class EMPSSLLoss(_Loss):
-    r"""EMP-SSL's total loss over the ``n`` patches (views) of each sample.
+    r"""EMP-SSL's total loss over the ``n`` patches (views) of each sample: TCR (paper eq. 6) plus invariance.
 
     <formula>
 
