@@ -39,23 +39,16 @@ import matrixinfo.functional as MF
 from matrixinfo import losses as ML
 from matrixinfo import matrix_cross_entropy, matrix_log
 
-# How each loss is called and constructed for timing (defaults otherwise).
-VIEWS = {"TCRLoss", "EMPTCRLoss", "EMPSSLLoss", "UniformityMCELoss", "UniformityMKLLoss"}
-SKIP = {"MatrixLLMLoss"}  # token-level: benchmarks/bench_llm.py
+# Each class says how it is built and called (its class attributes); token-level losses
+# (inputs == "llm") are timed by benchmarks/bench_llm.py.
 
 
 def make_loss(name: str, d: int):
-    cls = getattr(ML, name)
-    if name == "CorInfoMaxLoss":
-        return cls(d)
-    return cls()
+    return getattr(ML, name).make(d)  # with its defaults; dim only where the loss needs it
 
 
 def call(loss, name: str, z1, z2):
-    if name in VIEWS:
-        return loss(z1, z2)
-    out = loss(z1, z2)
-    return out[0] if isinstance(out, tuple) else out
+    return loss(z1, z2)  # pair losses take (online, target); multi-view losses two views
 
 
 def timed(fn, sync):
@@ -90,7 +83,7 @@ def loss_table(sizes, dtypes, repeats, device, sync):
                  "lightly.NTXentLoss": "NTXentLoss"}
     except Exception:  # pragma: no cover - lightly is optional
         LL, peers = None, {}
-    names = [n for n in ML.__all__ if n not in SKIP]
+    names = [n for n in ML.__all__ if getattr(ML, n).inputs != "llm"]
     rows = []
     for dtype in dtypes:
         for B, d in sizes:
