@@ -47,6 +47,8 @@ class _Loss(nn.Module):
     inputs: ClassVar[str] = "pair"
     #: Whether the constructor takes the embedding dimension as its first argument.
     needs_dim: ClassVar[bool] = False
+    #: The smallest batch ``B`` it accepts: 1 for a per-sample mean, 2 where statistics over the batch are taken.
+    min_batch: ClassVar[int] = 2
     #: Whether the functional twin takes and returns a running state (``(loss, new_state)``).
     stateful: ClassVar[bool] = False
     #: Named constructor settings that together reach every code path (the tests run each one);

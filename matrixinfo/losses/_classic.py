@@ -199,6 +199,7 @@ class NegativeCosineSimilarityLoss(_Loss):
     """
 
     functional = staticmethod(_classic.negative_cosine_similarity_loss)
+    min_batch = 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -239,6 +240,7 @@ class BYOLLoss(_Loss):
     """
 
     functional = staticmethod(_classic.byol_loss)
+    min_batch = 1
 
     def __init__(self) -> None:
         super().__init__()
