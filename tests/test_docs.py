@@ -36,7 +36,7 @@ DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 NARRATIVE_PAGES = (
     "index", "getting_started", "choosing_a_loss", "coming_from_lightly", "theory", "numerics", "reproducing",
-    "distributed",
+    "distributed", "contributing",
 )  # fmt: skip
 GALLERY_PAGES = ("plot_effective_rank_spectrum", "plot_loss_collapse", "plot_taylor_accuracy")
 

@@ -263,7 +263,7 @@ class SpectralContrastiveLoss(_Loss):
 
     <formula>
 
-    The paper discusses it (sections 1 and 5.1) but gives it no numbered equation.
+    The paper discusses it (sections 3.1 and 5.1) but gives it no numbered equation.
 
     Reproduces the authors' code (jhaochenz96/spectral_contrastive_learning,
     ``models/spectral.py``) with the defaults.
