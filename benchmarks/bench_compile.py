@@ -21,7 +21,6 @@ import time
 
 import torch
 
-import matrixinfo.functional as MF
 from matrixinfo import losses as ML
 
 # Every embedding loss of matrixinfo.losses.__all__; each class says how it is built and called.

@@ -88,11 +88,11 @@ def loss_table(sizes, dtypes, repeats, device, sync):
     for dtype in dtypes:
         for B, d in sizes:
             z1, z2 = inputs(B, d, dtype, device)
-            fns = {"matmul (B x d)^T (B x d)": lambda: z1.detach().mT @ z2}
+            fns = {"matmul (B x d)^T (B x d)": lambda z1=z1, z2=z2: z1.detach().mT @ z2}
             for name in names:
                 loss = make_loss(name, d).to(device)
 
-                def step(loss=loss, name=name):
+                def step(loss=loss, name=name, z1=z1, z2=z2):
                     z1.grad = None
                     call(loss, name, z1, z2).backward()
 
@@ -100,7 +100,7 @@ def loss_table(sizes, dtypes, repeats, device, sync):
             for label, cls_name in peers.items():
                 peer = getattr(LL, cls_name)()
 
-                def peer_step(peer=peer):
+                def peer_step(peer=peer, z1=z1, z2=z2):
                     z1.grad = None
                     peer(z1, z2).backward()
 

@@ -53,8 +53,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # lm_utils and ssl_uti
 sys.path.insert(0, str(Path(__file__).resolve().parent / "experiments"))
 
 from lm_utils import *  # noqa: E402,F403  (re-exported: the tests use them from here)
-from lm_utils import (LOSSES, VOCAB, Config, Corpus, describe_corpus, describe_mce, describe_setup, encode,  # noqa: E402
-                      load_stdlib_text, split, train)
+from lm_utils import (  # noqa: E402
+    LOSSES,
+    VOCAB,
+    Config,
+    Corpus,
+    describe_corpus,
+    describe_mce,
+    describe_setup,
+    encode,
+    load_stdlib_text,
+    split,
+    train,
+)
 from ssl_utils.common import non_negative_float as _non_negative_float  # noqa: E402
 from ssl_utils.common import positive as _positive  # noqa: E402
 
@@ -172,7 +183,7 @@ def main(argv: list[str] | None = None):
             corpus = load_stdlib_text(args.chars)
             train_ids, val_ids = split(encode(corpus.text), cfg.context)
         except (FileNotFoundError, ValueError) as e:
-            raise SystemExit(f"error: {e}")
+            raise SystemExit(f"error: {e}") from None
         if args.compare:
             from char_lm_compare import run_compare
 

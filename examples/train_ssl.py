@@ -34,9 +34,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # ssl_utils, whatever the working folder
 
-import matrixinfo  # noqa: E402
 from ssl_utils import *  # noqa: E402,F403  (re-exported: the tests and embedding_ranks.py use them from here)
 from ssl_utils import AUGMENT, METHODS, available_losses, baselines, hardware, load, positive, train  # noqa: E402
+
+import matrixinfo  # noqa: E402
 
 # The defaults of the main run, chosen so that it finishes in under 3 minutes on 2 CPU cores.
 DEFAULTS = {"mnist1d": {"epochs": 80, "lr": 1e-2}, "digits": {"epochs": 60, "lr": 3e-3},

@@ -31,9 +31,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from loss_registry import LossCase, available, n_views, params
 from torch.nn.parallel import DistributedDataParallel
 
-from loss_registry import LossCase, available, n_views, params
 from matrixinfo import _distributed
 
 # Rows per process: equal, and ragged with an empty process.
@@ -132,13 +132,13 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, case_ids: list[
             for path in PATHS:
                 _distributed._force_path = path
                 for cid in case_ids:
-                    _guarded(results, (layout, path, cid), lambda: _run(cases[cid], rank, counts))
+                    _guarded(results, (layout, path, cid), lambda cid=cid, counts=counts: _run(cases[cid], rank, counts))
         _distributed._force_path = None
         if world == 2:
             counts = LAYOUTS[2]["equal"]
             for cid, path in COMPILED:
                 _distributed._force_path = path
-                _guarded(results, ("compiled", cid, path), lambda: _run(cases[cid], rank, counts, compiled=True))
+                _guarded(results, ("compiled", cid, path), lambda cid=cid: _run(cases[cid], rank, counts, compiled=True))
             _distributed._force_path = None
             _guarded(results, ("fsdp", "BarlowTwinsLoss"),
                      lambda: _run(cases["BarlowTwinsLoss"], rank, counts, wrap="fsdp"))
@@ -184,9 +184,9 @@ def worlds(tmp_path_factory):
 
 def _assert_same(got, expected, what: str, tol: float = TOL) -> None:
     for step, ((value, grads), (ref_value, ref_grads)) in enumerate(zip(got, expected)):
-        torch.testing.assert_close(value, ref_value, rtol=tol, atol=tol, msg=lambda m: f"{what} step {step} value: {m}")
+        torch.testing.assert_close(value, ref_value, rtol=tol, atol=tol, msg=lambda m, step=step: f"{what} step {step} value: {m}")
         for i, (g, r) in enumerate(zip(grads, ref_grads)):
-            torch.testing.assert_close(g, r, rtol=tol, atol=tol, msg=lambda m: f"{what} step {step} grad {i}: {m}")
+            torch.testing.assert_close(g, r, rtol=tol, atol=tol, msg=lambda m, step=step, i=i: f"{what} step {step} grad {i}: {m}")
 
 
 def _check(results_per_rank, key, case, counts, what):

@@ -10,10 +10,10 @@ import warnings
 
 import pytest
 import torch
+from loss_registry import REGISTRY, LossCase, llm_inputs, n_views, params
 
 import matrixinfo.functional
 import matrixinfo.losses
-from loss_registry import REGISTRY, LossCase, llm_inputs, n_views, params
 
 EMBEDDING_KINDS = ("pair", "views")
 

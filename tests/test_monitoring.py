@@ -22,12 +22,12 @@ import torch.multiprocessing as mp
 
 from matrixinfo import MatrixInfoTypeError, MatrixInfoValueError
 from matrixinfo.metrics import (
-    alignment,
-    alpha_req,
     CovarianceAccumulator,
     EmbeddingMonitor,
-    lidar,
     LidarAccumulator,
+    alignment,
+    alpha_req,
+    lidar,
     nesum,
     stable_rank,
     uniformity,
@@ -96,9 +96,10 @@ def np_lidar_reptrix(Z, delta=1e-6):
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-def np_alpha_reptrix(Z, trange0=np.arange(10, 100)):
+def np_alpha_reptrix(Z, trange0=None):
     """reptrix, reptrix/alpha.py get_alpha -> utils.get_eigenspectrum (PCA explained-variance ratios of the
     centered features) -> get_powerlaw (weighted normal equations, weights 1/i, 1-based i = trange0 + 1)."""
+    trange0 = np.arange(10, 100) if trange0 is None else trange0
     Z = np.asarray(Z, dtype=np.float64)
     Zc = Z - Z.mean(axis=0)
     ev = np.linalg.svd(Zc, compute_uv=False) ** 2

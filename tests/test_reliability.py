@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from loss_registry import all_cases, llm_inputs
 
 import matrixinfo
 import matrixinfo.functional as Fm
@@ -19,8 +20,6 @@ import matrixinfo.losses as L
 import matrixinfo.metrics
 from matrixinfo import MatrixInfoValueError, MatrixInfoWarning
 from matrixinfo.metrics import CovarianceAccumulator
-
-from loss_registry import all_cases, llm_inputs
 
 F64 = torch.float64
 

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import torch
-
-import matrixinfo
 from lm_utils import ABOUT, VOCAB, Config, Corpus, describe_corpus, describe_mce, describe_setup, train
 from ssl_utils.common import hardware as _hardware
+
+import matrixinfo
 
 
 def _mean_std(values, digits: int) -> str:

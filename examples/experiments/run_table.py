@@ -24,8 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for ssl_utils
 
-import matrixinfo  # noqa: E402
 from ssl_utils import METHODS, available_losses, baselines, default_knob, hardware, load, positive, train  # noqa: E402
+
+import matrixinfo  # noqa: E402
 
 # Matrix-SSL's own knobs (paper Tables 5 and 6): gamma weighs the alignment MCE, mu the MKL
 # reference, order the Taylor expansion of the matrix logarithm.

@@ -6,8 +6,7 @@ import torch
 
 from .model import Block, CharTransformer
 from .text import N_BLOCKS, OTHER, VAL_EVERY, VOCAB, Corpus, decode, encode, load_stdlib_text, split, stdlib_dir
-from .train import (LOSSES, Config, batch_starts, build_criterion, evaluate, head_effective_rank, lr_at, train,
-                    windows)
+from .train import LOSSES, Config, batch_starts, build_criterion, evaluate, head_effective_rank, lr_at, train, windows
 
 __all__ = ["ABOUT", "Block", "CharTransformer", "Config", "Corpus", "LOSSES", "N_BLOCKS", "OTHER", "VAL_EVERY",
            "VOCAB", "batch_starts", "build_criterion", "decode", "describe_corpus", "describe_mce",

@@ -15,11 +15,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for ssl_utils.common
 
+from ssl_utils.common import Progress, deterministic, summarize_warnings  # noqa: E402
+from ssl_utils.common import lr_at as _lr_at  # noqa: E402
+
 from matrixinfo.functional import matrix_llm_loss  # noqa: E402
 from matrixinfo.losses import MatrixLLMLoss  # noqa: E402
 from matrixinfo.metrics import covariance_effective_rank  # noqa: E402
-from ssl_utils.common import Progress, deterministic, summarize_warnings  # noqa: E402
-from ssl_utils.common import lr_at as _lr_at  # noqa: E402
 
 from .model import CharTransformer  # noqa: E402
 from .text import VOCAB  # noqa: E402

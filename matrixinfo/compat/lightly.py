@@ -25,7 +25,6 @@ the mapping is on the page :doc:`/coming_from_lightly`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -198,8 +197,10 @@ class VICRegLoss(nn.Module):
 
 
 def _memory_bank_entries(size) -> int:
-    """The number of stored negatives in lightly's ``memory_bank_size``
-    (an int, or a ``(num_features, dim)`` sequence)."""
+    """The number of stored negatives in lightly's ``memory_bank_size``.
+
+    It is an int, or a ``(num_features, dim)`` sequence.
+    """
     if isinstance(size, Sequence) and not isinstance(size, (str, bytes)) and len(size) >= 1:
         size = size[0]
     return check_int("NTXentLoss", "memory_bank_size", size, 0)
@@ -249,7 +250,7 @@ class NTXentLoss(nn.Module):
     def __init__(
         self,
         temperature: float = 0.5,
-        memory_bank_size: Union[int, Sequence[int]] = 0,
+        memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
     ) -> None:
         super().__init__()

@@ -14,4 +14,4 @@ __all__ = sorted(_classic.__all__ + _llm.__all__ + _matrix.__all__)
 # A family added as a new private module (with __all__) is exported without editing this file.
 from .._exports import export_families  # noqa: E402
 
-__all__ = export_families(__name__, __path__, globals())
+__all__ = export_families(__name__, __path__, globals())  # noqa: F405 (__path__: the package's own)

@@ -1,5 +1,7 @@
-"""Drop-in :class:`torch.nn.Module` losses. Each ``forward`` calls its twin in
-:mod:`matrixinfo.functional`, where the formula is written.
+"""Drop-in :class:`torch.nn.Module` losses.
+
+Each ``forward`` calls its twin in :mod:`matrixinfo.functional`, where the
+formula is written.
 
 ``forward(z1, z2)`` takes ``(B, d)`` embeddings; where a method distinguishes
 its branches, the online branch comes first and the target branch second.

@@ -1,5 +1,7 @@
-r"""nn.Module losses of matrix information theory: Matrix-SSL (eqs. 20-22), the uniformity
-losses (eqs. 16-17), the coding-rate family (TCR, EMP-TCR, EMP-SSL) and MEC.
+r"""nn.Module losses of matrix information theory.
+
+Matrix-SSL (eqs. 20-22), the uniformity losses (eqs. 16-17), the coding-rate
+family (TCR, EMP-TCR, EMP-SSL) and MEC.
 
 Each class documents its constructor and its shapes; its formula is written once,
 in its functional twin of :mod:`matrixinfo.functional`, and shown in the class
