@@ -111,8 +111,10 @@ def main() -> None:
         ratios.append(compiled / eager)
         print(f"{name:32s} {eager:9.3f} {compiled:12.3f} {compiled / eager:6.2f}x {compile_s:10.1f}", flush=True)
     if ratios:
-        print(f"compiled / eager: median {statistics.median(ratios):.2f}x, "
-              f"min {min(ratios):.2f}x, max {max(ratios):.2f}x over {len(ratios)} losses")
+        print(
+            f"compiled / eager: median {statistics.median(ratios):.2f}x, "
+            f"min {min(ratios):.2f}x, max {max(ratios):.2f}x over {len(ratios)} losses"
+        )
 
 
 if __name__ == "__main__":

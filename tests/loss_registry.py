@@ -103,9 +103,7 @@ def params(*, kinds: Sequence[str] = KINDS, distributed: bool | None = None) -> 
 
 def available(*, kinds: Sequence[str] = KINDS, distributed: bool | None = None) -> list[LossCase]:
     return [
-        case
-        for case in all_cases()
-        if case.kind in kinds and (distributed is None or case.distributed == distributed)
+        case for case in all_cases() if case.kind in kinds and (distributed is None or case.distributed == distributed)
     ]
 
 

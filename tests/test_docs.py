@@ -146,7 +146,9 @@ class _ExternalResources(HTMLParser):
             self.found.append(f"<{tag} src={attrs['src']}>")
         if tag == "link":
             rel = (attrs.get("rel") or "").lower()
-            fetched = any(word in rel for word in ("stylesheet", "preload", "prefetch", "icon", "font", "modulepreload"))
+            fetched = any(
+                word in rel for word in ("stylesheet", "preload", "prefetch", "icon", "font", "modulepreload")
+            )
             if fetched and _is_external(attrs.get("href")):
                 self.found.append(f"<link rel={rel} href={attrs['href']}>")
         if attrs.get("style"):
@@ -197,7 +199,9 @@ def test_built_docs_fetch_nothing_from_the_network(built_html):
         parser.feed(page.read_text(encoding="utf-8"))
         offenders += [f"{page.relative_to(built_html)}: {item}" for item in parser.found]
     for sheet in sorted(built_html.rglob("*.css")):
-        offenders += [f"{sheet.relative_to(built_html)}: {item}" for item in _css_external(sheet.read_text(encoding="utf-8"))]
+        offenders += [
+            f"{sheet.relative_to(built_html)}: {item}" for item in _css_external(sheet.read_text(encoding="utf-8"))
+        ]
     assert not offenders, "the built docs load resources from other hosts:\n" + "\n".join(offenders[:30])
 
 
@@ -267,7 +271,9 @@ def test_loss_class_page_documents_each_parameter_shapes_formula_and_forward(nam
     args = _section(doc, "Args")
     missing = set(init) - _documented_args(args)
     assert not missing, f"{name}: constructor parameters not under Args in the class docstring: {sorted(missing)}"
-    assert not re.search(r"\bsee\b|as elsewhere|as in :", args, re.IGNORECASE), f"{name}: an Args entry refers elsewhere"
+    assert not re.search(r"\bsee\b|as elsewhere|as in :", args, re.IGNORECASE), (
+        f"{name}: an Args entry refers elsewhere"
+    )
     for title in ("Shape", "Examples"):
         assert _section(doc, title).strip(), f"{name}: no {title} section"
     assert ".. math::" in doc, f"{name}: the class docstring shows no formula"
@@ -300,7 +306,9 @@ def test_loss_docs_check_can_fail():
 
 # ----------------------------------------------------------------------------- code that runs
 
-_RST_BLOCK = re.compile(r"^\.\. code-block:: python[ \t]*\n((?:[ \t]+:[\w-]+:.*\n)*)\n((?:(?:[ \t]+.*)?\n)+)", re.MULTILINE)
+_RST_BLOCK = re.compile(
+    r"^\.\. code-block:: python[ \t]*\n((?:[ \t]+:[\w-]+:.*\n)*)\n((?:(?:[ \t]+.*)?\n)+)", re.MULTILINE
+)
 _MD_BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -357,12 +365,14 @@ def test_readme_states_the_ci_test_command():
     assert section, "README.md needs a 'Run the tests' heading"
     assert 'pip install -e ".[test]" && python -m pytest -q' in _fenced_blocks(section.group(1)), (
         "the 'Run the tests' section must hold the one-line command "
-        "`pip install -e \".[test]\" && python -m pytest -q` in a fenced block of its own"
+        '`pip install -e ".[test]" && python -m pytest -q` in a fenced block of its own'
     )
     # ... and CI runs that same test command last.
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.strip().startswith("#")]
-    assert commands[-1] == "python -m pytest -q", f".ci/run must end with the README's test command, ends with {commands[-1]!r}"
+    assert commands[-1] == "python -m pytest -q", (
+        f".ci/run must end with the README's test command, ends with {commands[-1]!r}"
+    )
 
 
 def test_readme_gives_the_two_one_line_commands_after_clone_venv_and_torch_note():

@@ -68,7 +68,12 @@ def _orthonormal(B, d, k):
     return [q.clone() for _ in range(k)]
 
 
-DEGENERATE = {"collapsed": _collapsed, "d_greater_than_B": _wide, "zero_row": _zero_row, "orthonormal_rows": _orthonormal}
+DEGENERATE = {
+    "collapsed": _collapsed,
+    "d_greater_than_B": _wide,
+    "zero_row": _zero_row,
+    "orthonormal_rows": _orthonormal,
+}
 
 
 @pytest.mark.parametrize("batch", sorted(DEGENERATE))
@@ -101,17 +106,31 @@ def _bad(case: LossCase, first: torch.Tensor, rest: torch.Tensor):
 
 BAD = {
     # name: (inputs from (first, rest), exception, what the message must show)
-    "mismatched_shapes": (lambda: (torch.randn(8, 4, dtype=torch.float64), torch.randn(8, 5, dtype=torch.float64)),
-                          ValueError, (r"(8, 4)", r"(8, 5)")),
-    "one_dimensional": (lambda: (torch.randn(8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)),
-                        ValueError, (r"(8,)",)),
-    "single_sample": (lambda: (torch.randn(1, 4, dtype=torch.float64), torch.randn(1, 4, dtype=torch.float64)),
-                      ValueError, (r"(1, 4)",)),
-    "integer_dtype": (lambda: (torch.ones(8, 4, dtype=torch.int64), torch.ones(8, 4, dtype=torch.int64)),
-                      TypeError, ("torch.int64",)),
-    "mismatched_devices": (lambda: (torch.empty(8, 4, device="meta", dtype=torch.float64),
-                                    torch.randn(8, 4, dtype=torch.float64)),
-                           ValueError, ("meta", "cpu")),
+    "mismatched_shapes": (
+        lambda: (torch.randn(8, 4, dtype=torch.float64), torch.randn(8, 5, dtype=torch.float64)),
+        ValueError,
+        (r"(8, 4)", r"(8, 5)"),
+    ),
+    "one_dimensional": (
+        lambda: (torch.randn(8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)),
+        ValueError,
+        (r"(8,)",),
+    ),
+    "single_sample": (
+        lambda: (torch.randn(1, 4, dtype=torch.float64), torch.randn(1, 4, dtype=torch.float64)),
+        ValueError,
+        (r"(1, 4)",),
+    ),
+    "integer_dtype": (
+        lambda: (torch.ones(8, 4, dtype=torch.int64), torch.ones(8, 4, dtype=torch.int64)),
+        TypeError,
+        ("torch.int64",),
+    ),
+    "mismatched_devices": (
+        lambda: (torch.empty(8, 4, device="meta", dtype=torch.float64), torch.randn(8, 4, dtype=torch.float64)),
+        ValueError,
+        ("meta", "cpu"),
+    ),
 }
 
 

@@ -33,7 +33,9 @@ def oracle_alignment(x: np.ndarray, y: np.ndarray, alpha: float) -> float:
 def oracle_uniformity(x: np.ndarray, t: float) -> float:
     # log E_{x, y distinct} exp(-t ||f(x) - f(y)||_2^2).
     units = [_unit(r) for r in x]
-    terms = [math.exp(-t * sum(v * v for v in units[i] - units[j])) for i, j in itertools.combinations(range(len(x)), 2)]
+    terms = [
+        math.exp(-t * sum(v * v for v in units[i] - units[j])) for i, j in itertools.combinations(range(len(x)), 2)
+    ]
     return math.log(sum(terms) / len(terms))
 
 
@@ -50,8 +52,11 @@ def test_alignment_matches_the_transcribed_definition(alpha):
     got = alignment_loss(torch.from_numpy(x), torch.from_numpy(y), alpha=alpha)
     assert got.dtype == torch.float64 and got.shape == ()
     assert math.isclose(float(got), oracle_alignment(x, y, alpha), rel_tol=1e-10)
-    assert math.isclose(float(AlignmentLoss(alpha=alpha)(torch.from_numpy(x), torch.from_numpy(y))),
-                        oracle_alignment(x, y, alpha), rel_tol=1e-10)
+    assert math.isclose(
+        float(AlignmentLoss(alpha=alpha)(torch.from_numpy(x), torch.from_numpy(y))),
+        oracle_alignment(x, y, alpha),
+        rel_tol=1e-10,
+    )
 
 
 @pytest.mark.parametrize("t", [2.0, 0.5, 10.0])
@@ -127,8 +132,14 @@ def test_float32_is_close_to_the_oracle():
         (lambda: alignment_loss(torch.ones(3, 2), torch.ones(3, 2), alpha=0.0), r"alignment_loss: expected alpha"),
         (lambda: uniformity_loss(torch.ones(3, 2), t=-1.0), r"uniformity_loss: expected t"),
         (lambda: uniformity_loss(), r"uniformity_loss: expected at least one view of shape \(B, d\), got none"),
-        (lambda: uniformity_loss(torch.ones(1, 2)), r"uniformity_loss: expected views\[0\] to have shape \(B, d\) with B >= 2"),
-        (lambda: alignment_loss(torch.ones(3, 2), torch.ones(4, 2)), r"alignment_loss: expected inputs of the same shape"),
+        (
+            lambda: uniformity_loss(torch.ones(1, 2)),
+            r"uniformity_loss: expected views\[0\] to have shape \(B, d\) with B >= 2",
+        ),
+        (
+            lambda: alignment_loss(torch.ones(3, 2), torch.ones(4, 2)),
+            r"alignment_loss: expected inputs of the same shape",
+        ),
         (lambda: AlignmentLoss(alpha=-2), r"AlignmentLoss: expected alpha"),
         (lambda: UniformityLoss(t=0), r"UniformityLoss: expected t"),
     ],

@@ -281,10 +281,12 @@ def test_nesum_against_eigendecomposition(d, steps):
 def test_nesum_isotropic_gaussian_accuracy():
     # The hard case for the Krylov estimate: no gap at the top of a Marchenko-Pastur spectrum.
     # The default steps=4 is a few percent high there; steps=10 is within 1e-3. Both only overestimate.
-    for seed, Z in enumerate([
-        np.random.default_rng(0).standard_normal((4000, 400)),
-        np.random.default_rng(1).standard_normal((3000, 300)) * np.linspace(3.0, 0.1, 300),  # no gap either
-    ]):
+    for seed, Z in enumerate(
+        [
+            np.random.default_rng(0).standard_normal((4000, 400)),
+            np.random.default_rng(1).standard_normal((3000, 300)) * np.linspace(3.0, 0.1, 300),  # no gap either
+        ]
+    ):
         exact = np_nesum(Z)
         assert exact <= nesum(Z) <= 1.1 * exact, seed
         assert exact <= nesum(Z, steps=10) <= (1 + 1e-3) * exact, seed
@@ -445,9 +447,16 @@ def test_lightning_callback_logs_each_epoch():
 
     data = torch.utils.data.TensorDataset(torch.randn(64, 4, generator=torch.Generator().manual_seed(0)))
     monitor = EmbeddingMonitor(3)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[lightning_callback(monitor, key="z", prefix="m/")])
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[lightning_callback(monitor, key="z", prefix="m/")],
+    )
     trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=16))
     logged = trainer.callback_metrics
     assert {"m/effective_rank", "m/nesum", "m/alignment", "m/uniformity", "m/samples"} <= set(logged)

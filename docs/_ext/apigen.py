@@ -47,9 +47,7 @@ def documented_modules(package: str = PACKAGE) -> list[str]:
         if parent_name:
             parent = importlib.import_module(parent_name)
             parent_all = set(getattr(parent, "__all__", []))
-            if exported and all(
-                n in parent_all and getattr(parent, n) is getattr(module, n) for n in exported
-            ):
+            if exported and all(n in parent_all and getattr(parent, n) is getattr(module, n) for n in exported):
                 continue
         pages.append(name)
     return pages

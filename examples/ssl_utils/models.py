@@ -38,10 +38,12 @@ class Method:
 # here still gets one (see _default_recipe): METHODS is derived from matrixinfo.losses.__all__.
 RECIPES = {
     "matrix-ssl": Method("MatrixSSLLoss", "ema", "Matrix-SSL (eq. 22), EMA teacher + predictor", knob="gamma"),
-    "matrix-kl-uniformity": Method("MatrixKLUniformityLoss", "ema",
-                                   "Matrix-KL uniformity (eq. 20), EMA teacher + predictor", knob="mu"),
-    "matrix-kl-alignment": Method("MatrixKLAlignmentLoss", "ema",
-                                  "Matrix-KL alignment (eq. 21), EMA teacher + predictor", knob="mu"),
+    "matrix-kl-uniformity": Method(
+        "MatrixKLUniformityLoss", "ema", "Matrix-KL uniformity (eq. 20), EMA teacher + predictor", knob="mu"
+    ),
+    "matrix-kl-alignment": Method(
+        "MatrixKLAlignmentLoss", "ema", "Matrix-KL alignment (eq. 21), EMA teacher + predictor", knob="mu"
+    ),
     "mec": Method("MECLoss", "ema", "MEC (eq. 8), EMA teacher + predictor, lam warm-up", knob="eps"),
     "byol": Method("BYOLLoss", "ema", "BYOL (eq. 3), EMA teacher + predictor"),
     "simsiam": Method("NegativeCosineSimilarityLoss", "stopgrad", "SimSiam (eq. 2), stop-gradient + predictor"),
@@ -51,14 +53,18 @@ RECIPES = {
     "spectral": Method("SpectralContrastiveLoss", "joint", "spectral contrastive loss", knob="mu"),
     "corinfomax": Method("CorInfoMaxLoss", "joint", "CorInfoMax (eq. 7)", knob="alpha"),
     "tcr": Method("TCRLoss", "joint", "TCR (eq. 6) + 50 x alignment", align=50.0, knob="eps"),
-    "uniformity-mce": Method("UniformityMCELoss", "joint", "uniformity-MCE (eq. 16) + 50 x alignment",
-                             align=50.0, knob="lam"),
-    "uniformity-mkl": Method("UniformityMKLLoss", "joint", "uniformity-MKL (eq. 17) + 50 x alignment",
-                             align=50.0, knob="lam"),
-    "emp-tcr": Method("EMPTCRLoss", "multiview", "EMP-TCR (eq. 9) + 50 x alignment, 4 views", views=4,
-                      align=50.0, knob="eps"),
-    "emp-ssl": Method("EMPSSLLoss", "multiview", "EMP-SSL (TCR + invariance), 4 views", views=4,
-                      knob="invariance_weight"),
+    "uniformity-mce": Method(
+        "UniformityMCELoss", "joint", "uniformity-MCE (eq. 16) + 50 x alignment", align=50.0, knob="lam"
+    ),
+    "uniformity-mkl": Method(
+        "UniformityMKLLoss", "joint", "uniformity-MKL (eq. 17) + 50 x alignment", align=50.0, knob="lam"
+    ),
+    "emp-tcr": Method(
+        "EMPTCRLoss", "multiview", "EMP-TCR (eq. 9) + 50 x alignment, 4 views", views=4, align=50.0, knob="eps"
+    ),
+    "emp-ssl": Method(
+        "EMPSSLLoss", "multiview", "EMP-SSL (TCR + invariance), 4 views", views=4, knob="invariance_weight"
+    ),
 }
 
 
@@ -129,6 +135,7 @@ def encoder(dataset: str) -> tuple[nn.Module, int]:
     if dataset == "digits":
         return nn.Sequential(nn.Flatten(), mlp([64, 512, 256], last_bn=True), nn.ReLU(inplace=True)), 256
     if dataset == "mnist1d":
+
         def block1d(cin, cout, stride):
             return [nn.Conv1d(cin, cout, 5, stride, 2, bias=False), nn.BatchNorm1d(cout), nn.ReLU(inplace=True)]
 
