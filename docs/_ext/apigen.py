@@ -62,7 +62,9 @@ def _kind(obj) -> str:
 
 
 _SECTIONS = (
-    ("class", "Classes", "autoclass", ("   :members:",)),
+    # A loss class's ``functional`` is its functional twin, which has its own entry (and whose
+    # description the class docstring already shows): not repeated as a member.
+    ("class", "Classes", "autoclass", ("   :members:", "   :exclude-members: functional")),
     ("function", "Functions", "autofunction", ()),
     ("exception", "Exceptions", "autoexception", ()),
     ("data", "Data", "autodata", ()),

@@ -64,9 +64,8 @@ class UniformityLoss(_Loss):
     <formula>
 
     Reproduces the authors' ``uniform_loss`` (SsnL/align_uniform), averaged
-    over the views passed; lightly's ``HypersphereLoss`` is this plus the
-    alignment term. The paper gives it no numbered equation; its uniformity
-    losses (eqs. 16-17) are the matrix counterparts.
+    over the views passed. The paper gives it no numbered equation; its
+    uniformity losses (eqs. 16-17) are the matrix counterparts.
 
     Args:
         t: scale :math:`t > 0` of the Gaussian potential. Default 2 (the authors').
