@@ -59,8 +59,15 @@ class _Loss(nn.Module):
     #: The latest warning of this loss (shown once per instance; see :class:`matrixinfo.MatrixInfoWarning`).
     last_warning = None
 
+    #: The constructor's named parameters, and its keyword-only ones (passed to the functional); read once, here.
+    _parameter_names: ClassVar[tuple[str, ...]] = ()
+    _option_names: ClassVar[tuple[str, ...]] = ()
+
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
+        params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+        cls._parameter_names = tuple(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        cls._option_names = tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
         doc = cls.__dict__.get("__doc__")
         twin = cls.__dict__.get("functional")
         if doc and twin is not None and FORMULA_MARKER in doc:
@@ -102,8 +109,7 @@ class _Loss(nn.Module):
 
     def _options(self) -> dict[str, object]:
         """The constructor's keyword options, as stored (``dim`` aside)."""
-        params = inspect.signature(type(self).__init__).parameters
-        return {k: getattr(self, k) for k, p in params.items() if k != "self" and p.kind is p.KEYWORD_ONLY}
+        return {k: getattr(self, k) for k in type(self)._option_names}
 
     def _twin(self, *inputs, **options):
         """Call the functional twin; its warnings are shown once per instance (``last_warning``)."""
@@ -114,9 +120,7 @@ class _Loss(nn.Module):
             return fn(*inputs, **options)
 
     def extra_repr(self) -> str:
-        params = inspect.signature(type(self).__init__).parameters
-        named = [k for k, p in params.items() if k != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        return ", ".join(f"{k}={getattr(self, k)!r}" for k in named)
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k in type(self)._parameter_names)
 
 
 def views_of(views: tuple) -> tuple:
