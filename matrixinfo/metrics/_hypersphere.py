@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 from .. import _spectral
+from .._checks import MatrixInfoValueError, check_number, shape_str
 from ..functional._hypersphere import alignment_terms, log_mean_pair_potential
-from .._checks import check_number, MatrixInfoValueError, shape_str
 from ._common import _as_samples, _check_finite
+
 
 def _normalized(fn: str, name: str, z, *, min_rows: int = 1) -> torch.Tensor:
     """Rows of ``z`` scaled to unit length, in the computation dtype (zero rows stay zero)."""
