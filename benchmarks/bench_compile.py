@@ -21,19 +21,10 @@ import time
 
 import torch
 
-import matrixinfo.functional as MF
 from matrixinfo import losses as ML
 
-VIEWS = {"TCRLoss", "EMPTCRLoss", "EMPSSLLoss", "UniformityMCELoss", "UniformityMKLLoss"}
-FUNCTIONAL = {
-    "BarlowTwinsLoss": "barlow_twins_loss", "VICRegLoss": "vicreg_loss", "SimCLRLoss": "simclr_loss",
-    "NegativeCosineSimilarityLoss": "negative_cosine_similarity_loss", "BYOLLoss": "byol_loss",
-    "SpectralContrastiveLoss": "spectral_contrastive_loss", "CorInfoMaxLoss": "corinfomax_loss",
-    "MatrixSSLLoss": "matrix_ssl_loss", "MatrixKLUniformityLoss": "matrix_kl_uniformity_loss",
-    "MatrixKLAlignmentLoss": "matrix_kl_alignment_loss", "UniformityMCELoss": "uniformity_mce_loss",
-    "UniformityMKLLoss": "uniformity_mkl_loss", "TCRLoss": "tcr_loss", "EMPTCRLoss": "emp_tcr_loss",
-    "EMPSSLLoss": "emp_ssl_loss", "MECLoss": "mec_loss",
-}
+# Every embedding loss of matrixinfo.losses.__all__; each class says how it is built and called.
+EMBEDDING_LOSSES = [n for n in ML.__all__ if getattr(ML, n).inputs in ("pair", "views")]
 
 
 def cpu_name() -> str:
@@ -49,9 +40,8 @@ def cpu_name() -> str:
 
 def make_loss(name: str, d: int) -> torch.nn.Module:
     cls = getattr(ML, name)
-    fn = getattr(MF, FUNCTIONAL[name])
-    options = {"check_radius": False} if "check_radius" in inspect.signature(fn).parameters else {}
-    return cls(d, **options) if name == "CorInfoMaxLoss" else cls(**options)
+    options = {"check_radius": False} if "check_radius" in inspect.signature(cls.functional).parameters else {}
+    return cls.make(d, **options)
 
 
 def make_step(name: str, loss: torch.nn.Module, model: torch.nn.Module, compiled: bool):
@@ -77,7 +67,7 @@ def make_step(name: str, loss: torch.nn.Module, model: torch.nn.Module, compiled
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--losses", nargs="*", default=[n for n in ML.__all__ if n in FUNCTIONAL])
+    parser.add_argument("--losses", nargs="*", default=EMBEDDING_LOSSES)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--dim", type=int, default=128, help="embedding dimension d")
     parser.add_argument("--input-dim", type=int, default=256)
@@ -121,8 +111,10 @@ def main() -> None:
         ratios.append(compiled / eager)
         print(f"{name:32s} {eager:9.3f} {compiled:12.3f} {compiled / eager:6.2f}x {compile_s:10.1f}", flush=True)
     if ratios:
-        print(f"compiled / eager: median {statistics.median(ratios):.2f}x, "
-              f"min {min(ratios):.2f}x, max {max(ratios):.2f}x over {len(ratios)} losses")
+        print(
+            f"compiled / eager: median {statistics.median(ratios):.2f}x, "
+            f"min {min(ratios):.2f}x, max {max(ratios):.2f}x over {len(ratios)} losses"
+        )
 
 
 if __name__ == "__main__":

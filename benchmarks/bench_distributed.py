@@ -54,7 +54,10 @@ def _rss_mib() -> float:
 def _worker(rank, world, init_file, out_file, b_local, d, path, steps):
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world,
         timeout=datetime.timedelta(seconds=300),
     )
     from torch.distributed import _functional_collectives as funcol
@@ -151,23 +154,29 @@ def _si(x: float, unit: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worlds", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--shapes", nargs="+", default=["2048x256", "2048x512", "512x1024"],
-                        help="B_local x d configurations")
+    parser.add_argument(
+        "--shapes", nargs="+", default=["2048x256", "2048x512", "512x1024"], help="B_local x d configurations"
+    )
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--model-b-local", type=int, default=256)
     parser.add_argument("--model-d", type=int, default=8192)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {_cpu_name()}, {os.cpu_count()} CPUs, 1 thread per process, gloo")
     print("Barlow Twins, float32, forward + backward; memory = peak RSS growth per process (max over processes)")
-    print(f"{'B_local':>7} {'d':>5} {'W':>2} | {'rows: MiB':>9} {'MB sent':>8} {'ms':>7} | "
-          f"{'moments: MiB':>12} {'MB sent':>8} {'ms':>7}")
+    print(
+        f"{'B_local':>7} {'d':>5} {'W':>2} | {'rows: MiB':>9} {'MB sent':>8} {'ms':>7} | "
+        f"{'moments: MiB':>12} {'MB sent':>8} {'ms':>7}"
+    )
     for shape in args.shapes:
         b_local, d = (int(v) for v in shape.split("x"))
         for world in args.worlds:
             rows = measure(world, b_local, d, "rows", args.steps)
             moments = measure(world, b_local, d, "moments", args.steps)
-            print(f"{b_local:>7} {d:>5} {world:>2} | {rows[1]:>9.1f} {rows[2] / 1e6:>8.2f} {rows[0] * 1e3:>7.1f} | "
-                  f"{moments[1]:>12.1f} {moments[2] / 1e6:>8.2f} {moments[0] * 1e3:>7.1f}", flush=True)
+            print(
+                f"{b_local:>7} {d:>5} {world:>2} | {rows[1]:>9.1f} {rows[2] / 1e6:>8.2f} {rows[0] * 1e3:>7.1f} | "
+                f"{moments[1]:>12.1f} {moments[2] / 1e6:>8.2f} {moments[0] * 1e3:>7.1f}",
+                flush=True,
+            )
     print()
     print(model_table(args.model_b_local, args.model_d))
 

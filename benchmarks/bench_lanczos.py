@@ -102,8 +102,10 @@ def main() -> None:
         print(f"| {k} | {med[k]:.3f} | {errs} |")
     ratio = med["eigh (exact path)"] / med["lanczos (defaults)"]
     worst = max(abs(v - exact) / exact for v in values["lanczos (defaults)"])
-    print(f"\nspeed-up of lanczos over eigh: {ratio:.1f}x (target >= 10x); "
-          f"worst relative error {worst:.2e} (target <= 1e-2)\n")
+    print(
+        f"\nspeed-up of lanczos over eigh: {ratio:.1f}x (target >= 10x); "
+        f"worst relative error {worst:.2e} (target <= 1e-2)\n"
+    )
 
     if args.no_sweep:
         return
@@ -116,14 +118,20 @@ def main() -> None:
         for s in steps:
             ts, errs, ests = [], [], []
             for seed in range(args.seeds):
-                t, (v, e) = timed(lambda p=p, s=s, seed=seed: matrix_entropy(
-                    C, method="lanczos", num_probes=p, num_steps=s, generator=gen(100 + seed), return_error=True))
+                t, (v, e) = timed(
+                    lambda p=p, s=s, seed=seed: matrix_entropy(
+                        C, method="lanczos", num_probes=p, num_steps=s, generator=gen(100 + seed), return_error=True
+                    )
+                )
                 ts.append(t)
                 errs.append(abs(float(v) - exact) / exact)
                 ests.append(float(e) / exact)
             row = (p, s, statistics.median(ts), statistics.mean(errs), statistics.mean(ests))
             rows.append(row)
-            print(f"| {p} | {s} | {row[2]:.3f} | {med['eigh (exact path)'] / row[2]:.1f}x faster | {row[3]:.2e} | {row[4]:.2e} |")
+            print(
+                f"| {p} | {s} | {row[2]:.3f} | {med['eigh (exact path)'] / row[2]:.1f}x faster "
+                f"| {row[3]:.2e} | {row[4]:.2e} |"
+            )
     try:
         import matplotlib
 

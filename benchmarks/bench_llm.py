@@ -29,8 +29,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--configs", default="16:16,8:8,8:0",
-                        help="extra top_k:rank settings to time beside the default (comma separated)")
+    parser.add_argument(
+        "--configs",
+        default="16:16,8:8,8:0",
+        help="extra top_k:rank settings to time beside the default (comma separated)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
@@ -75,8 +78,10 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["cross_entropy"])
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(f"# MatrixLLMLoss cost: n={args.vocab}, d={args.dim}, N={args.tokens}, float32, {args.device} ({device_name}), "
-          f"{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}")
+    print(
+        f"# MatrixLLMLoss cost: n={args.vocab}, d={args.dim}, N={args.tokens}, float32, {args.device} ({device_name}), "
+        f"{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}"
+    )
     print()
     print("| step (logits matmul + loss, forward+backward) | median ms | ratio to CE |")
     print("|---|---|---|")

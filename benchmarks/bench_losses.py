@@ -39,23 +39,16 @@ import matrixinfo.functional as MF
 from matrixinfo import losses as ML
 from matrixinfo import matrix_cross_entropy, matrix_log
 
-# How each loss is called and constructed for timing (defaults otherwise).
-VIEWS = {"TCRLoss", "EMPTCRLoss", "EMPSSLLoss", "UniformityMCELoss", "UniformityMKLLoss"}
-SKIP = {"MatrixLLMLoss"}  # token-level: benchmarks/bench_llm.py
+# Each class says how it is built and called (its class attributes); token-level losses
+# (inputs == "llm") are timed by benchmarks/bench_llm.py.
 
 
 def make_loss(name: str, d: int):
-    cls = getattr(ML, name)
-    if name == "CorInfoMaxLoss":
-        return cls(d)
-    return cls()
+    return getattr(ML, name).make(d)  # with its defaults; dim only where the loss needs it
 
 
 def call(loss, name: str, z1, z2):
-    if name in VIEWS:
-        return loss(z1, z2)
-    out = loss(z1, z2)
-    return out[0] if isinstance(out, tuple) else out
+    return loss(z1, z2)  # pair losses take (online, target); multi-view losses two views
 
 
 def timed(fn, sync):
@@ -79,27 +72,31 @@ def run_interleaved(fns: dict, repeats: int, sync) -> dict:
 def inputs(B, d, dtype, device, seed=0):
     g = torch.Generator().manual_seed(seed)
     z1 = torch.randn(B, d, generator=g, dtype=dtype).to(device)
-    z2 = (z1 + 0.5 * torch.randn(B, d, generator=g, dtype=dtype).to(device))
+    z2 = z1 + 0.5 * torch.randn(B, d, generator=g, dtype=dtype).to(device)
     return z1.requires_grad_(True), z2
 
 
 def loss_table(sizes, dtypes, repeats, device, sync):
     try:
         import lightly.loss as LL  # noqa: F401
-        peers = {"lightly.BarlowTwinsLoss": "BarlowTwinsLoss", "lightly.VICRegLoss": "VICRegLoss",
-                 "lightly.NTXentLoss": "NTXentLoss"}
+
+        peers = {
+            "lightly.BarlowTwinsLoss": "BarlowTwinsLoss",
+            "lightly.VICRegLoss": "VICRegLoss",
+            "lightly.NTXentLoss": "NTXentLoss",
+        }
     except Exception:  # pragma: no cover - lightly is optional
         LL, peers = None, {}
-    names = [n for n in ML.__all__ if n not in SKIP]
+    names = [n for n in ML.__all__ if getattr(ML, n).inputs != "llm"]
     rows = []
     for dtype in dtypes:
         for B, d in sizes:
             z1, z2 = inputs(B, d, dtype, device)
-            fns = {"matmul (B x d)^T (B x d)": lambda: z1.detach().mT @ z2}
+            fns = {"matmul (B x d)^T (B x d)": lambda z1=z1, z2=z2: z1.detach().mT @ z2}
             for name in names:
                 loss = make_loss(name, d).to(device)
 
-                def step(loss=loss, name=name):
+                def step(loss=loss, name=name, z1=z1, z2=z2):
                     z1.grad = None
                     call(loss, name, z1, z2).backward()
 
@@ -107,7 +104,7 @@ def loss_table(sizes, dtypes, repeats, device, sync):
             for label, cls_name in peers.items():
                 peer = getattr(LL, cls_name)()
 
-                def peer_step(peer=peer):
+                def peer_step(peer=peer, z1=z1, z2=z2):
                     z1.grad = None
                     peer(z1, z2).backward()
 
@@ -171,31 +168,58 @@ def target_table(big, tcr_size, repeats, device, sync, dtype=torch.float32):
             def run():
                 z.grad = None
                 f(z, p).backward()
+
             return run
 
         with torch.no_grad():
             a, b = ours(z, p).item(), ref(z, p).item()
         med = run_interleaved({"ours": step(ours), "ref": step(ref)}, repeats, sync)
-        rows.append((label, med["ours"] * 1e3, med["ref"] * 1e3, med["ref"] / med["ours"],
-                     abs(a - b) / abs(b), target))
+        rows.append((label, med["ours"] * 1e3, med["ref"] * 1e3, med["ref"] / med["ours"], abs(a - b) / abs(b), target))
 
     B, d = big
     z, p = inputs(B, d, dtype, device, seed=1)
     base = run_interleaved({"mm": lambda: z.detach().mT @ p}, repeats, sync)["mm"]
-    pair(f"MatrixSSLLoss() vs direct official (B={B}, d={d})", lambda a, b: MF.matrix_ssl_loss(a, b),
-         direct_matrix_ssl, z, p, ">= 5x faster")
-    ssl = run_interleaved({"s": lambda: (setattr(z, "grad", None), MF.matrix_ssl_loss(z, p).backward())},
-                          repeats, sync)["s"]
-    rows.append((f"MatrixSSLLoss() vs one (B x d)^T (B x d) matmul (B={B}, d={d})", ssl * 1e3, base * 1e3,
-                 ssl / base, 0.0, "<= 6x the matmul (stretch)"))
+    pair(
+        f"MatrixSSLLoss() vs direct official (B={B}, d={d})",
+        lambda a, b: MF.matrix_ssl_loss(a, b),
+        direct_matrix_ssl,
+        z,
+        p,
+        ">= 5x faster",
+    )
+    ssl = run_interleaved(
+        {"s": lambda: (setattr(z, "grad", None), MF.matrix_ssl_loss(z, p).backward())}, repeats, sync
+    )["s"]
+    rows.append(
+        (
+            f"MatrixSSLLoss() vs one (B x d)^T (B x d) matmul (B={B}, d={d})",
+            ssl * 1e3,
+            base * 1e3,
+            ssl / base,
+            0.0,
+            "<= 6x the matmul (stretch)",
+        )
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        pair(f"MECLoss() vs official B x B power loop (B={B}, d={d})",
-             lambda a, b: MF.mec_loss(a, b), direct_mec, z, p, ">= 1.5x faster")
+        pair(
+            f"MECLoss() vs official B x B power loop (B={B}, d={d})",
+            lambda a, b: MF.mec_loss(a, b),
+            direct_mec,
+            z,
+            p,
+            ">= 1.5x faster",
+        )
     Bt, dt = tcr_size
     zt, _ = inputs(Bt, dt, dtype, device, seed=2)
-    pair(f"TCRLoss(method='exact') vs d x d logdet (B={Bt}, d={dt})",
-         lambda a, b: MF.tcr_loss(a), lambda a, b: direct_tcr(a), zt, zt.detach(), ">= 10x faster")
+    pair(
+        f"TCRLoss(method='exact') vs d x d logdet (B={Bt}, d={dt})",
+        lambda a, b: MF.tcr_loss(a),
+        lambda a, b: direct_tcr(a),
+        zt,
+        zt.detach(),
+        ">= 10x faster",
+    )
 
     # Exact (eigh) paths against the eigendecomposition alone of the same matrix.
     n = min(B, d)
@@ -214,10 +238,26 @@ def target_table(big, tcr_size, repeats, device, sync, dtype=torch.float32):
         matrix_cross_entropy(S, A).backward()
 
     t = run_interleaved({"l": log_step, "m": mce_step}, repeats, sync)
-    rows.append((f"matrix_log(eigh) forward+backward vs eigh alone (n={n})", t["l"] * 1e3, eig * 1e3,
-                 t["l"] / eig, 0.0, "<= 1.5x"))
-    rows.append((f"matrix_cross_entropy(P, Q) (eigh) forward+backward vs eigh alone (n={n})", t["m"] * 1e3,
-                 eig * 1e3, t["m"] / eig, 0.0, "<= 1.5x"))
+    rows.append(
+        (
+            f"matrix_log(eigh) forward+backward vs eigh alone (n={n})",
+            t["l"] * 1e3,
+            eig * 1e3,
+            t["l"] / eig,
+            0.0,
+            "<= 1.5x",
+        )
+    )
+    rows.append(
+        (
+            f"matrix_cross_entropy(P, Q) (eigh) forward+backward vs eigh alone (n={n})",
+            t["m"] * 1e3,
+            eig * 1e3,
+            t["m"] / eig,
+            0.0,
+            "<= 1.5x",
+        )
+    )
     zs, ps = inputs(2 * n, n, dtype, device, seed=4)
 
     def align_step():
@@ -225,8 +265,16 @@ def target_table(big, tcr_size, repeats, device, sync, dtype=torch.float32):
         MF.matrix_kl_alignment_loss(zs, ps, method="exact").backward()
 
     t_al = run_interleaved({"a": align_step}, repeats, sync)["a"]
-    rows.append((f"matrix_kl_alignment_loss(method='exact') vs eigh alone (B={2 * n}, d={n})", t_al * 1e3,
-                 eig * 1e3, t_al / eig, 0.0, "<= 1.5x"))
+    rows.append(
+        (
+            f"matrix_kl_alignment_loss(method='exact') vs eigh alone (B={2 * n}, d={n})",
+            t_al * 1e3,
+            eig * 1e3,
+            t_al / eig,
+            0.0,
+            "<= 1.5x",
+        )
+    )
     return rows
 
 
@@ -275,8 +323,13 @@ def memory_rows(B, d):
         # A fixed mmap threshold makes glibc return every large tensor to the
         # system when freed, so that the resident set tracks live memory.
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-        res = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(B), str(d), which, here],
-                             capture_output=True, text=True, check=True, env=env)
+        res = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, str(B), str(d), which, here],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
         out[which] = json.loads(res.stdout.strip().splitlines()[-1])["kib"] / 1024
     work = min(B, d) ** 2 * 4 / 2**20
     return [(f"MatrixSSLLoss() peak RSS growth (B={B}, d={d}, float32)", out["ours"], out["direct"], work)]
@@ -298,7 +351,13 @@ def main() -> None:
             torch.cuda.synchronize()
 
     if args.quick:
-        sizes, dtypes, big, tcr_size, repeats = [(32, 16), (16, 48)], [torch.float32, torch.float64], (64, 96), (16, 128), 1
+        sizes, dtypes, big, tcr_size, repeats = (
+            [(32, 16), (16, 48)],
+            [torch.float32, torch.float64],
+            (64, 96),
+            (16, 128),
+            1,
+        )
     else:
         sizes = [(1024, 2048), (256, 512), (512, 256), (256, 2048)]
         dtypes = [torch.float32, torch.float64]
@@ -319,7 +378,9 @@ def main() -> None:
             print(f"| {dt} | {B} | {d} | {name} | {ms:.1f} | {ratio:.2f} |")
         print()
     print("## Performance targets (float32, forward+backward, medians of interleaved runs)\n")
-    print("| comparison | ours ms | reference ms | ratio (ref / ours, or ours / ref for <=) | value rel. diff | target |")
+    print(
+        "| comparison | ours ms | reference ms | ratio (ref / ours, or ours / ref for <=) | value rel. diff | target |"
+    )
     print("|---|---|---|---|---|---|")
     for label, ours, ref, ratio, diff, target in target_table(big, tcr_size, repeats, device, sync):
         print(f"| {label} | {ours:.1f} | {ref:.1f} | {ratio:.2f} | {diff:.1e} | {target} |")

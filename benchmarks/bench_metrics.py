@@ -120,15 +120,21 @@ def main() -> None:
     erank = acc.effective_rank()
 
     chunk_mib = buffer.numel() * buffer.element_size() / 2**20
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs: {cpu_name()}; "
-          f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if cuda else ""))
-    print(f"N = {args.rows}, d = {args.dim}, chunk = {args.chunk} rows ({chunk_mib:.0f} MiB), "
-          f"{args.dtype}, offset {args.offset:g}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs: {cpu_name()}; "
+        f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if cuda else "")
+    )
+    print(
+        f"N = {args.rows}, d = {args.dim}, chunk = {args.chunk} rows ({chunk_mib:.0f} MiB), "
+        f"{args.dtype}, offset {args.offset:g}"
+    )
     print(f"CovarianceAccumulator.update : {t_acc:8.2f} s")
     print(f"bare X^T X (same chunks)     : {t_mm:8.2f} s")
     print(f"time ratio                   : {t_acc / t_mm:8.2f}x   (target <= 3x)")
-    print(f"per-chunk ratios             : median {statistics.median(ratios):.2f}x, "
-          f"min {min(ratios):.2f}x, max {max(ratios):.2f}x over {len(ratios)} chunks")
+    print(
+        f"per-chunk ratios             : median {statistics.median(ratios):.2f}x, "
+        f"min {min(ratios):.2f}x, max {max(ratios):.2f}x over {len(ratios)} chunks"
+    )
     what = "CUDA allocator peak" if cuda else "ru_maxrss"
     print(f"peak memory growth beyond chunk: {growth:8.1f} MiB ({what}; target <= 200 MB)")
     print(f"effective rank of the covariance: {erank:.4f} (count {acc.count})")

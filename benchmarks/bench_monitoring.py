@@ -31,10 +31,10 @@ import time
 import torch
 
 from matrixinfo.metrics import (
-    alignment,
-    alpha_req,
     CovarianceAccumulator,
     EmbeddingMonitor,
+    alignment,
+    alpha_req,
     lidar,
     nesum,
     stable_rank,

@@ -21,8 +21,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 RUNS = [
-    ("bench_lanczos.py", ["--device", "cuda", "--threads", "2", "--repeats", "5",
-                          "--plot", os.path.join(HERE, "lanczos_sweep_gpu.png")]),
+    (
+        "bench_lanczos.py",
+        ["--device", "cuda", "--threads", "2", "--repeats", "5", "--plot", os.path.join(HERE, "lanczos_sweep_gpu.png")],
+    ),
     ("bench_losses.py", ["--device", "cuda", "--repeats", "5"]),
     ("bench_llm.py", ["--device", "cuda", "--repeats", "7"]),
     ("bench_metrics.py", ["--device", "cuda", "--rows", "2000000", "--threads", "2"]),
@@ -38,13 +40,19 @@ def main() -> None:
 
     if not torch.cuda.is_available():
         sys.exit("run_gpu.py: no CUDA device visible to torch; nothing to do.")
-    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                         capture_output=True, text=True, check=False).stdout.strip()
+    smi = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     lines = [
         "# matrixinfo benchmarks on one GPU",
         "",
-        (f"GPU: {torch.cuda.get_device_name()} ({smi or 'nvidia-smi unavailable'}); "
-         f"torch {torch.__version__}, CUDA {torch.version.cuda}"),
+        (
+            f"GPU: {torch.cuda.get_device_name()} ({smi or 'nvidia-smi unavailable'}); "
+            f"torch {torch.__version__}, CUDA {torch.version.cuda}"
+        ),
         "",
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
@@ -57,7 +65,10 @@ def main() -> None:
             if res.returncode:
                 body += "\n" + res.stderr[-3000:]
         except subprocess.TimeoutExpired as err:
-            body, status = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or ""), "timed out"
+            body, status = (
+                (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or ""),
+                "timed out",
+            )
         lines += [f"## {script} {' '.join(extra)}  ({status}, {time.perf_counter() - t0:.0f} s)", "", body, ""]
         print(f"{script}: {status}", flush=True)
     with open(args.out, "w") as f:

@@ -58,8 +58,18 @@ train_ssl.seed_everything(0, device)
 random_model = train_ssl.Siamese("digits", 64, "joint")
 random_features, _ = train_ssl.embed(random_model, data.x_test, data, device)
 
-trained = train_ssl.train("matrix-ssl", data, epochs=15, seed=0, batch_size=128, lr=3e-3, dim=64,
-                          device=device, progress=False, return_model=True)
+trained = train_ssl.train(
+    "matrix-ssl",
+    data,
+    epochs=15,
+    seed=0,
+    batch_size=128,
+    lr=3e-3,
+    dim=64,
+    device=device,
+    progress=False,
+    return_model=True,
+)
 trained_features, _ = train_ssl.embed(trained["model"], data.x_test, data, device)
 
 centered = trained_features.double() - trained_features.double().mean(0)
@@ -96,8 +106,9 @@ print(f"Matrix-SSL encoder after 15 epochs: linear probe {trained['linear_probe'
 # %%
 print(f"{'embedding':<22}{'dim':>5}{'covariance erank':>18}{'RankMe':>9}{'RankMe (centered)':>19}")
 for name, z in embeddings.items():
-    print(f"{name:<22}{z.shape[1]:>5}{covariance_effective_rank(z):>18.2f}{rankme(z):>9.2f}"
-          f"{rankme(z - z.mean(0)):>19.2f}")
+    print(
+        f"{name:<22}{z.shape[1]:>5}{covariance_effective_rank(z):>18.2f}{rankme(z):>9.2f}{rankme(z - z.mean(0)):>19.2f}"
+    )
 
 # %% [markdown]
 # ## Matrix entropy and effective rank (Prop. 3.6)
@@ -110,8 +121,10 @@ for name, z in embeddings.items():
 # %%
 for name, z in embeddings.items():
     me = embedding_matrix_entropy(z)
-    print(f"{name:<22} ME = {me:.4f} (max {math.log(z.shape[1]) + 1:.4f}), "
-          f"exp(ME - 1) = {math.exp(me - 1):.2f}, covariance erank = {covariance_effective_rank(z):.2f}")
+    print(
+        f"{name:<22} ME = {me:.4f} (max {math.log(z.shape[1]) + 1:.4f}), "
+        f"exp(ME - 1) = {math.exp(me - 1):.2f}, covariance erank = {covariance_effective_rank(z):.2f}"
+    )
 
 # %% [markdown]
 # ## Intra- and inter-class effective rank (appendix E)
@@ -129,8 +142,10 @@ for name, z in embeddings.items():
 
 # %%
 for name, z in embeddings.items():
-    print(f"{name:<22} intra-class {intra_class_effective_rank(z, y_test):6.2f}   "
-          f"inter-class {inter_class_effective_rank(z, y_test):5.2f} (of 9)")
+    print(
+        f"{name:<22} intra-class {intra_class_effective_rank(z, y_test):6.2f}   "
+        f"inter-class {inter_class_effective_rank(z, y_test):5.2f} (of 9)"
+    )
 
 # %% [markdown]
 # ## Covariance spectra

@@ -19,12 +19,12 @@ import warnings
 
 import pytest
 import torch
+from loss_registry import LossCase, all_cases, llm_inputs, n_views, params
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import matrixinfo
 import matrixinfo.functional
 import matrixinfo.losses
-from loss_registry import LossCase, all_cases, llm_inputs, n_views, params
 
 # --------------------------------------------------------------------------- #
 # Inputs and calls                                                             #

@@ -29,8 +29,27 @@ def _load_char_lm():
 char_lm = _load_char_lm()
 import char_lm_compare  # noqa: E402  (examples/experiments/, on the path char_lm.py sets)
 
-TINY = ["--chars", "40000", "--steps", "12", "--batch-size", "4", "--context", "16", "--dim", "16",
-        "--layers", "1", "--heads", "2", "--eval-every", "6", "--val-mce-tokens", "32", "--no-progress"]
+TINY = [
+    "--chars",
+    "40000",
+    "--steps",
+    "12",
+    "--batch-size",
+    "4",
+    "--context",
+    "16",
+    "--dim",
+    "16",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--eval-every",
+    "6",
+    "--val-mce-tokens",
+    "32",
+    "--no-progress",
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -48,8 +67,12 @@ def data():
 
 
 def _tiny_config(**overrides):
-    return char_lm.Config(**{**dict(steps=12, batch_size=4, context=16, dim=16, layers=1, heads=2, eval_every=6,
-                                    val_mce_tokens=32), **overrides})
+    return char_lm.Config(
+        **{
+            **dict(steps=12, batch_size=4, context=16, dim=16, layers=1, heads=2, eval_every=6, val_mce_tokens=32),
+            **overrides,
+        }
+    )
 
 
 def test_the_text_is_the_standard_librarys_own_source(data):
@@ -91,8 +114,15 @@ def test_training_is_deterministic_given_the_seed(data):
     _, train_ids, val_ids = data
 
     def run(seed):
-        r = char_lm.train("ce+mce", train_ids, val_ids, _tiny_config(steps=6, eval_every=3), seed=seed,
-                          device=torch.device("cpu"), progress=False)
+        r = char_lm.train(
+            "ce+mce",
+            train_ids,
+            val_ids,
+            _tiny_config(steps=6, eval_every=3),
+            seed=seed,
+            device=torch.device("cpu"),
+            progress=False,
+        )
         return r["history"], r["val_ce"], r["val_acc"], r["val_mce"]
 
     first = run(0)
@@ -104,8 +134,12 @@ def test_both_losses_see_the_same_batches_and_start_from_the_same_model(data):
     cfg = _tiny_config()
     assert torch.equal(char_lm.batch_starts(1000, cfg, 3), char_lm.batch_starts(1000, cfg, 3))
     _, train_ids, val_ids = data
-    runs = [char_lm.train(loss, train_ids, val_ids, _tiny_config(steps=1), seed=0, device=torch.device("cpu"),
-                          progress=False) for loss in char_lm.LOSSES]
+    runs = [
+        char_lm.train(
+            loss, train_ids, val_ids, _tiny_config(steps=1), seed=0, device=torch.device("cpu"), progress=False
+        )
+        for loss in char_lm.LOSSES
+    ]
     assert runs[0]["history"][0]["val_ce"] == runs[1]["history"][0]["val_ce"]  # the same initialization
 
 
@@ -131,8 +165,9 @@ def test_compare_writes_the_markdown_table(tmp_path, capsys):
         ce, acc = (float(cell.split(" ± ")[0]) for cell in (row[2], row[4]))
         assert math.isfinite(ce) and 0 <= acc <= 100 and " ± " in row[2]
     for loss in ("ce+mce", "ce+mce-detached"):
-        assert re.search(rf"- {re.escape(loss)} versus ce: \*\*({re.escape(loss)} wins|ce wins|no consistent winner)",
-                         table), loss
+        assert re.search(
+            rf"- {re.escape(loss)} versus ce: \*\*({re.escape(loss)} wins|ce wins|no consistent winner)", table
+        ), loss
     curves = (tmp_path / "char_lm_curves.csv").read_text().strip().splitlines()
     assert curves[0] == "loss,seed,step,train_loss,train_ce,val_ce_sample" and len(curves) == 1 + 6 * 3
     assert not _has_matplotlib() or (tmp_path / "char_lm_curves.png").stat().st_size > 0
@@ -147,22 +182,27 @@ def test_collapse_note_only_when_every_run_of_a_loss_collapsed():
     def runs(*eranks):
         return [{"head_erank": e} for e in eranks]
 
-    note = char_lm_compare.collapse_note({"ce": runs(16.0, 15.8), "ce+mce": runs(1.3, 1.3), "ce+mce-detached": runs(15.0, 1.1)})
+    note = char_lm_compare.collapse_note(
+        {"ce": runs(16.0, 15.8), "ce+mce": runs(1.3, 1.3), "ce+mce-detached": runs(15.0, 1.1)}
+    )
     assert len(note) == 2 and note[0].startswith("The LM-head rows of ce+mce collapsed")
     assert "ce+mce 1.3" in note[0] and "(ce: 15.9)" in note[0]
     assert char_lm_compare.collapse_note({"ce": runs(16.0), "ce+mce": runs(5.0)}) == []
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--loss", "mce"], "argument --loss: invalid choice: 'mce'"),
-    (["--steps", "0"], "argument --steps: expected a positive number, got 0"),
-    (["--mce-weight", "-1"], "argument --mce-weight: expected a non-negative number, got -1"),
-    (["--seeds", "1"], "--seeds is only used with --compare"),
-    (["--losses", "ce"], "--losses is only used with --compare"),
-    (["--compare", "--losses", "ce", "ce"], "--losses and --seeds must not repeat a value"),
-    (["--out", "x"], "--out is only used with --compare"),
-    (["--dim", "30", "--heads", "4"], "--dim 30 must be a multiple of --heads 4"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--loss", "mce"], "argument --loss: invalid choice: 'mce'"),
+        (["--steps", "0"], "argument --steps: expected a positive number, got 0"),
+        (["--mce-weight", "-1"], "argument --mce-weight: expected a non-negative number, got -1"),
+        (["--seeds", "1"], "--seeds is only used with --compare"),
+        (["--losses", "ce"], "--losses is only used with --compare"),
+        (["--compare", "--losses", "ce", "ce"], "--losses and --seeds must not repeat a value"),
+        (["--out", "x"], "--out is only used with --compare"),
+        (["--dim", "30", "--heads", "4"], "--dim 30 must be a multiple of --heads 4"),
+    ],
+)
 def test_command_line_errors(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
         char_lm.parse_args(argv)

@@ -24,8 +24,11 @@ P = inspect.Parameter.POSITIONAL_OR_KEYWORD
 LIGHTLY_INIT = {
     "BarlowTwinsLoss": [("lambda_param", 5e-3), ("gather_distributed", False)],
     "VICRegLoss": [
-        ("lambda_param", 25.0), ("mu_param", 25.0), ("nu_param", 1.0),
-        ("gather_distributed", False), ("eps", 0.0001),
+        ("lambda_param", 25.0),
+        ("mu_param", 25.0),
+        ("nu_param", 1.0),
+        ("gather_distributed", False),
+        ("eps", 0.0001),
     ],  # fmt: skip
     "NTXentLoss": [("temperature", 0.5), ("memory_bank_size", 0), ("gather_distributed", False)],
     "NegativeCosineSimilarity": [("dim", 1), ("eps", 1e-8)],
@@ -114,9 +117,7 @@ def _np_emp_lightly_parts(views, tcr_eps):
     n, (B, d) = len(views), views[0].shape
     logdets = [np.linalg.slogdet(np.eye(d) + d / (B * tcr_eps) * z.T @ z)[1] for z in views]
     mean = sum(views) / n
-    cos = [
-        np.sum(z * mean, axis=1) / (np.linalg.norm(z, axis=1) * np.linalg.norm(mean, axis=1)) for z in views
-    ]
+    cos = [np.sum(z * mean, axis=1) / (np.linalg.norm(z, axis=1) * np.linalg.norm(mean, axis=1)) for z in views]
     return 0.5 * np.mean(logdets), -np.mean(cos)
 
 

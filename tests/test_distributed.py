@@ -31,9 +31,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from loss_registry import LossCase, available, n_views, params
 from torch.nn.parallel import DistributedDataParallel
 
-from loss_registry import LossCase, available, n_views, params
 from matrixinfo import _distributed
 
 # Rows per process: equal, and ragged with an empty process.
@@ -122,7 +122,10 @@ def _guarded(results, key, f):
 def _worker(rank: int, world: int, init_file: str, out_dir: str, case_ids: list[str]) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world,
         timeout=datetime.timedelta(seconds=120),
     )
     cases = {c.id: c for c in available(distributed=True)}
@@ -132,16 +135,21 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, case_ids: list[
             for path in PATHS:
                 _distributed._force_path = path
                 for cid in case_ids:
-                    _guarded(results, (layout, path, cid), lambda: _run(cases[cid], rank, counts))
+                    _guarded(
+                        results, (layout, path, cid), lambda cid=cid, counts=counts: _run(cases[cid], rank, counts)
+                    )
         _distributed._force_path = None
         if world == 2:
             counts = LAYOUTS[2]["equal"]
             for cid, path in COMPILED:
                 _distributed._force_path = path
-                _guarded(results, ("compiled", cid, path), lambda: _run(cases[cid], rank, counts, compiled=True))
+                _guarded(
+                    results, ("compiled", cid, path), lambda cid=cid: _run(cases[cid], rank, counts, compiled=True)
+                )
             _distributed._force_path = None
-            _guarded(results, ("fsdp", "BarlowTwinsLoss"),
-                     lambda: _run(cases["BarlowTwinsLoss"], rank, counts, wrap="fsdp"))
+            _guarded(
+                results, ("fsdp", "BarlowTwinsLoss"), lambda: _run(cases["BarlowTwinsLoss"], rank, counts, wrap="fsdp")
+            )
             z = torch.zeros(3, 4, dtype=torch.float64)
             results["auto"] = {
                 (dim, n): _distributed.batch("f", True, z[: n // 2], dim=dim).moments for dim in (4, 5) for n in (4, 6)
@@ -184,9 +192,13 @@ def worlds(tmp_path_factory):
 
 def _assert_same(got, expected, what: str, tol: float = TOL) -> None:
     for step, ((value, grads), (ref_value, ref_grads)) in enumerate(zip(got, expected)):
-        torch.testing.assert_close(value, ref_value, rtol=tol, atol=tol, msg=lambda m: f"{what} step {step} value: {m}")
+        torch.testing.assert_close(
+            value, ref_value, rtol=tol, atol=tol, msg=lambda m, step=step: f"{what} step {step} value: {m}"
+        )
         for i, (g, r) in enumerate(zip(grads, ref_grads)):
-            torch.testing.assert_close(g, r, rtol=tol, atol=tol, msg=lambda m: f"{what} step {step} grad {i}: {m}")
+            torch.testing.assert_close(
+                g, r, rtol=tol, atol=tol, msg=lambda m, step=step, i=i: f"{what} step {step} grad {i}: {m}"
+            )
 
 
 def _check(results_per_rank, key, case, counts, what):

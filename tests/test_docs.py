@@ -36,7 +36,7 @@ DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 NARRATIVE_PAGES = (
     "index", "getting_started", "choosing_a_loss", "coming_from_lightly", "theory", "numerics", "reproducing",
-    "distributed",
+    "distributed", "contributing",
 )  # fmt: skip
 GALLERY_PAGES = ("plot_effective_rank_spectrum", "plot_loss_collapse", "plot_taylor_accuracy")
 
@@ -146,7 +146,9 @@ class _ExternalResources(HTMLParser):
             self.found.append(f"<{tag} src={attrs['src']}>")
         if tag == "link":
             rel = (attrs.get("rel") or "").lower()
-            fetched = any(word in rel for word in ("stylesheet", "preload", "prefetch", "icon", "font", "modulepreload"))
+            fetched = any(
+                word in rel for word in ("stylesheet", "preload", "prefetch", "icon", "font", "modulepreload")
+            )
             if fetched and _is_external(attrs.get("href")):
                 self.found.append(f"<link rel={rel} href={attrs['href']}>")
         if attrs.get("style"):
@@ -197,7 +199,9 @@ def test_built_docs_fetch_nothing_from_the_network(built_html):
         parser.feed(page.read_text(encoding="utf-8"))
         offenders += [f"{page.relative_to(built_html)}: {item}" for item in parser.found]
     for sheet in sorted(built_html.rglob("*.css")):
-        offenders += [f"{sheet.relative_to(built_html)}: {item}" for item in _css_external(sheet.read_text(encoding="utf-8"))]
+        offenders += [
+            f"{sheet.relative_to(built_html)}: {item}" for item in _css_external(sheet.read_text(encoding="utf-8"))
+        ]
     assert not offenders, "the built docs load resources from other hosts:\n" + "\n".join(offenders[:30])
 
 
@@ -235,9 +239,76 @@ def test_public_name_has_a_docstring_with_doctest_examples(module_name, name):
     assert ">>>" in match.group(1), f"{module_name}.{name}: the 'Examples:' section has no doctest (>>>)"
 
 
+# ----------------------------------------------------------------------------- loss classes (issue: one place per loss)
+
+_SECTION_BODY = r"^{}:[ \t]*\n((?:(?:[ \t]+.*)?\n)+)"
+
+
+def _section(doc: str, title: str) -> str:
+    match = re.search(_SECTION_BODY.format(title), inspect.cleandoc(doc) + "\n", re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+def _documented_args(section: str) -> set[str]:
+    return set(re.findall(r"^    (\*{0,2}\w+):", section, re.MULTILINE))
+
+
+def _loss_names() -> list[str]:
+    import matrixinfo.losses
+
+    return list(matrixinfo.losses.__all__)
+
+
+@pytest.mark.parametrize("name", _loss_names())
+def test_loss_class_page_documents_each_parameter_shapes_formula_and_forward(name):
+    import pydoc
+
+    import matrixinfo.losses
+
+    cls = getattr(matrixinfo.losses, name)
+    doc = cls.__doc__
+    init = [p for p in inspect.signature(cls).parameters]
+    args = _section(doc, "Args")
+    missing = set(init) - _documented_args(args)
+    assert not missing, f"{name}: constructor parameters not under Args in the class docstring: {sorted(missing)}"
+    assert not re.search(r"\bsee\b|as elsewhere|as in :", args, re.IGNORECASE), (
+        f"{name}: an Args entry refers elsewhere"
+    )
+    for title in ("Shape", "Examples"):
+        assert _section(doc, title).strip(), f"{name}: no {title} section"
+    assert ".. math::" in doc, f"{name}: the class docstring shows no formula"
+    assert re.search(r"eq\. ?\d+|appendix|section \d|no numbered equation", doc), f"{name}: no paper equation named"
+    assert "eproduces" in doc, f"{name}: says nothing of which code or definition it reproduces"
+    # forward: its own docstring, whose Args are exactly forward's parameters.
+    assert "forward" in cls.__dict__ and cls.forward.__doc__, f"{name}.forward has no docstring of its own"
+    forward_params = {
+        ("*" + p.name) if p.kind is p.VAR_POSITIONAL else p.name
+        for p in inspect.signature(cls.forward).parameters.values()
+        if p.name != "self"
+    }
+    assert _documented_args(_section(cls.forward.__doc__, "Args")) == forward_params, f"{name}.forward: Args"
+    assert "Should be overridden" not in pydoc.render_doc(cls), f"help({name}) shows torch's forward boilerplate"
+
+
+def test_loss_docs_check_can_fail():
+    """The section parser finds a missing parameter (so the test above can fail)."""
+    doc = """Summary.
+
+    Args:
+        alpha: documented.
+
+    Shape:
+        - x: (B, d).
+    """
+    assert _documented_args(_section(doc, "Args")) == {"alpha"}
+    assert _section(doc, "Returns") == ""
+
+
 # ----------------------------------------------------------------------------- code that runs
 
-_RST_BLOCK = re.compile(r"^\.\. code-block:: python[ \t]*\n((?:[ \t]+:[\w-]+:.*\n)*)\n((?:(?:[ \t]+.*)?\n)+)", re.MULTILINE)
+_RST_BLOCK = re.compile(
+    r"^\.\. code-block:: python[ \t]*\n((?:[ \t]+:[\w-]+:.*\n)*)\n((?:(?:[ \t]+.*)?\n)+)", re.MULTILINE
+)
 _MD_BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -294,12 +365,14 @@ def test_readme_states_the_ci_test_command():
     assert section, "README.md needs a 'Run the tests' heading"
     assert 'pip install -e ".[test]" && python -m pytest -q' in _fenced_blocks(section.group(1)), (
         "the 'Run the tests' section must hold the one-line command "
-        "`pip install -e \".[test]\" && python -m pytest -q` in a fenced block of its own"
+        '`pip install -e ".[test]" && python -m pytest -q` in a fenced block of its own'
     )
     # ... and CI runs that same test command last.
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.strip().startswith("#")]
-    assert commands[-1] == "python -m pytest -q", f".ci/run must end with the README's test command, ends with {commands[-1]!r}"
+    assert commands[-1] == "python -m pytest -q", (
+        f".ci/run must end with the README's test command, ends with {commands[-1]!r}"
+    )
 
 
 def test_readme_gives_the_two_one_line_commands_after_clone_venv_and_torch_note():

@@ -117,15 +117,25 @@ def test_train_ssl_prints_the_three_encoders_and_writes_results(tmp_path, capsys
 
 
 def test_train_ssl_digits(tmp_path, capsys):
-    train_ssl.main(["--dataset", "digits", "--loss", "simclr", "--epochs", "1", "--out", str(tmp_path),
-                    "--no-progress"])
+    train_ssl.main(
+        ["--dataset", "digits", "--loss", "simclr", "--epochs", "1", "--out", str(tmp_path), "--no-progress"]
+    )
     assert 0 <= json.loads((tmp_path / "results.json").read_text())["knn"] <= 1
 
 
 def test_training_is_deterministic_given_the_seed(mnist1d):
     def run(seed):
-        r = train_ssl.train("byol", mnist1d, epochs=1, seed=seed, batch_size=1000, lr=3e-3, dim=16,
-                            device=torch.device("cpu"), progress=False)
+        r = train_ssl.train(
+            "byol",
+            mnist1d,
+            epochs=1,
+            seed=seed,
+            batch_size=1000,
+            lr=3e-3,
+            dim=16,
+            device=torch.device("cpu"),
+            progress=False,
+        )
         return r["history"], r["linear_probe"], r["knn"]
 
     first = run(0)
@@ -133,8 +143,9 @@ def test_training_is_deterministic_given_the_seed(mnist1d):
     assert run(1)[0] != first[0]
 
 
-@pytest.mark.parametrize("augment, shape", [("augment_1d", (8, 1, 40)), ("augment_digits", (8, 1, 8, 8)),
-                                            ("augment_cifar", (8, 3, 32, 32))])
+@pytest.mark.parametrize(
+    "augment, shape", [("augment_1d", (8, 1, 40)), ("augment_digits", (8, 1, 8, 8)), ("augment_cifar", (8, 3, 32, 32))]
+)
 def test_augmentations_keep_shape_and_follow_the_generator(augment, shape):
     augment = getattr(train_ssl, augment)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
@@ -161,8 +172,25 @@ def test_train_ssl_cifar10_from_a_local_copy(tmp_path, capsys):
     data = train_ssl.load_cifar10(tmp_path / "data")
     assert data.x_train.shape == (80, 3, 32, 32) and data.x_train.dtype == torch.uint8
     out = tmp_path / "out"
-    train_ssl.main(["--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--loss", "barlow-twins",
-                    "--epochs", "1", "--batch-size", "32", "--knn-k", "5", "--out", str(out), "--no-progress"])
+    train_ssl.main(
+        [
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--loss",
+            "barlow-twins",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--knn-k",
+            "5",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert "k-NN (k=5)" in capsys.readouterr().out
     assert 0 <= json.loads((out / "results.json").read_text())["linear_probe"] <= 1
 
@@ -181,11 +209,14 @@ def test_cifar10_errors_are_clear(tmp_path, capsys):
         train_ssl.main(["--dataset", "cifar10", "--data-dir", str(folder), "--epochs", "1"])
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--loss", "nope"], "argument --loss: invalid choice: 'nope'"),
-    (["--epochs", "0"], "argument --epochs: expected a positive number, got 0"),
-    (["--data-dir", "somewhere"], "--data-dir is only used with --dataset cifar10"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--loss", "nope"], "argument --loss: invalid choice: 'nope'"),
+        (["--epochs", "0"], "argument --epochs: expected a positive number, got 0"),
+        (["--data-dir", "somewhere"], "--data-dir is only used with --dataset cifar10"),
+    ],
+)
 def test_command_line_errors(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
         train_ssl.parse_args(argv)
@@ -202,11 +233,28 @@ def test_spearman_matches_scipy():
 
 @pytest.mark.slow
 def test_table_runner_and_report(tmp_path, capsys, cache):
-    argv = ["--out", str(tmp_path), "--part", "table", "sweep", "--losses", "simclr", "--seeds", "0", "1", "--epochs", "1", "--batch-size", "1000", "--cache-dir", str(cache)]
+    argv = [
+        "--out",
+        str(tmp_path),
+        "--part",
+        "table",
+        "sweep",
+        "--losses",
+        "simclr",
+        "--seeds",
+        "0",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "1000",
+        "--cache-dir",
+        str(cache),
+    ]
     run_table.main(argv)
     runs = report.load_runs(tmp_path)
     assert sum(r["part"] == "table" for r in runs) == 2 and sum(r["part"] == "baseline" for r in runs) == 2
-    assert sum(r["part"] == "sweep" for r in runs) == 4  # lr x 1/3, x 3; temperature x 0.5, x 2
+    assert sum(r["part"] == "sweep" for r in runs) == 8  # (lr x 1/3, x 3; temperature x 0.5, x 2) x 2 seeds
     run_table.main(argv)  # a rerun skips what is done
     assert len(report.load_runs(tmp_path)) == len(runs)
     report.main([str(tmp_path)])
@@ -228,11 +276,16 @@ def test_numbers_in_the_results_page_are_the_committed_ones():
     text = (ROOT / "docs" / "results.rst").read_text()
     main_run = json.loads((RESULTS / "matrix-ssl-mnist1d" / "results.json").read_text())
     summary = json.loads((RESULTS / "mnist1d" / "summary.json").read_text())
-    allowed = {f"{100 * main_run[k]:.1f}" for k in ("linear_probe", "knn", "untrained_linear_probe",
-                                                    "untrained_knn", "raw_linear_probe", "raw_knn")}
-    allowed |= {f"{100 * (main_run['linear_probe'] - main_run['untrained_linear_probe']):.1f}",
-                f"{main_run['effective_rank'][0]:.1f}", f"{main_run['effective_rank'][-1]:.1f}",
-                f"{main_run['total_seconds']:.0f}"}
+    allowed = {
+        f"{100 * main_run[k]:.1f}"
+        for k in ("linear_probe", "knn", "untrained_linear_probe", "untrained_knn", "raw_linear_probe", "raw_knn")
+    }
+    allowed |= {
+        f"{100 * (main_run['linear_probe'] - main_run['untrained_linear_probe']):.1f}",
+        f"{main_run['effective_rank'][0]:.1f}",
+        f"{main_run['effective_rank'][-1]:.1f}",
+        f"{main_run['total_seconds']:.0f}",
+    }
     for rows in (summary["table"], summary["sweep"], summary["ablation"]):
         for row in rows:
             allowed |= {part for cell in row[2:] for part in cell.split(" ± ")}

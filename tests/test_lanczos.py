@@ -157,8 +157,13 @@ def test_full_basis_is_exact_with_gradient():
     A2 = A.clone().requires_grad_()
     matrix_entropy(A2).backward()
     assert torch.allclose(A1.grad, A2.grad, rtol=1e-8, atol=1e-8)
-    assert gradcheck(lambda X: matrix_entropy(X, **{**opts, "generator": gen()}), (A.clone().requires_grad_(),),
-                     eps=1e-6, atol=1e-6, rtol=1e-5)
+    assert gradcheck(
+        lambda X: matrix_entropy(X, **{**opts, "generator": gen()}),
+        (A.clone().requires_grad_(),),
+        eps=1e-6,
+        atol=1e-6,
+        rtol=1e-5,
+    )
 
 
 def test_gradient_is_unbiased():

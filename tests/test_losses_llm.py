@@ -43,7 +43,9 @@ def case(N, n, d, temp=1.0, seed=0, aniso=False):
     g = torch.Generator().manual_seed(seed)
     E = torch.randn(n, d, generator=g, dtype=torch.float64)
     if aniso:
-        E = E * torch.logspace(0, -2, d, dtype=torch.float64) + 0.5 * torch.randn(1, d, generator=g, dtype=torch.float64)
+        E = E * torch.logspace(0, -2, d, dtype=torch.float64) + 0.5 * torch.randn(
+            1, d, generator=g, dtype=torch.float64
+        )
     logits = temp * torch.randn(N, n, generator=g, dtype=torch.float64)
     target = torch.randint(0, n, (N,), generator=g)
     return logits, target, E
@@ -106,8 +108,11 @@ def test_all_ignored_gives_zero_with_finite_gradients():
 # its intermediates reach 1e6 and the float64 forward carries ~1e-11 noise,
 # which gradcheck's finite differences amplify past their tolerance. A larger
 # eps keeps the check about the derivative, not about rounding.
-@pytest.mark.parametrize("kw", [dict(method="exact"), dict(top_k=8, eps=1e-2), dict(top_k=3, rank=0)],
-                         ids=["exact", "topk-whole-vocab", "topk-isotropic-rest"])
+@pytest.mark.parametrize(
+    "kw",
+    [dict(method="exact"), dict(top_k=8, eps=1e-2), dict(top_k=3, rank=0)],
+    ids=["exact", "topk-whole-vocab", "topk-isotropic-rest"],
+)
 def test_gradcheck_logits_and_embedding(kw):
     logits, target, E = case(3, 8, 3, seed=8)
     target[1] = -100
@@ -173,7 +178,9 @@ def test_bad_input_messages():
         matrix_llm_loss(logits, target, E[:9])
     with pytest.raises(ValueError, match=r"matrix_llm_loss: expected target to be class indices of shape \(4,\)"):
         matrix_llm_loss(logits, target[:3], E)
-    with pytest.raises(ValueError, match=r"matrix_llm_loss: expected target indices in \[0, 10\) or ignore_index=-100, got 10"):
+    with pytest.raises(
+        ValueError, match=r"matrix_llm_loss: expected target indices in \[0, 10\) or ignore_index=-100, got 10"
+    ):
         matrix_llm_loss(logits, torch.tensor([0, 1, 10, 2]), E)
     with pytest.raises(ValueError, match=r"matrix_llm_loss: expected target probabilities of shape \(4, 10\)"):
         matrix_llm_loss(logits, torch.rand(4, 9, dtype=torch.float64), E)

@@ -22,12 +22,12 @@ import torch.multiprocessing as mp
 
 from matrixinfo import MatrixInfoTypeError, MatrixInfoValueError
 from matrixinfo.metrics import (
-    alignment,
-    alpha_req,
     CovarianceAccumulator,
     EmbeddingMonitor,
-    lidar,
     LidarAccumulator,
+    alignment,
+    alpha_req,
+    lidar,
     nesum,
     stable_rank,
     uniformity,
@@ -96,9 +96,10 @@ def np_lidar_reptrix(Z, delta=1e-6):
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-def np_alpha_reptrix(Z, trange0=np.arange(10, 100)):
+def np_alpha_reptrix(Z, trange0=None):
     """reptrix, reptrix/alpha.py get_alpha -> utils.get_eigenspectrum (PCA explained-variance ratios of the
     centered features) -> get_powerlaw (weighted normal equations, weights 1/i, 1-based i = trange0 + 1)."""
+    trange0 = np.arange(10, 100) if trange0 is None else trange0
     Z = np.asarray(Z, dtype=np.float64)
     Zc = Z - Z.mean(axis=0)
     ev = np.linalg.svd(Zc, compute_uv=False) ** 2
@@ -280,10 +281,12 @@ def test_nesum_against_eigendecomposition(d, steps):
 def test_nesum_isotropic_gaussian_accuracy():
     # The hard case for the Krylov estimate: no gap at the top of a Marchenko-Pastur spectrum.
     # The default steps=4 is a few percent high there; steps=10 is within 1e-3. Both only overestimate.
-    for seed, Z in enumerate([
-        np.random.default_rng(0).standard_normal((4000, 400)),
-        np.random.default_rng(1).standard_normal((3000, 300)) * np.linspace(3.0, 0.1, 300),  # no gap either
-    ]):
+    for seed, Z in enumerate(
+        [
+            np.random.default_rng(0).standard_normal((4000, 400)),
+            np.random.default_rng(1).standard_normal((3000, 300)) * np.linspace(3.0, 0.1, 300),  # no gap either
+        ]
+    ):
         exact = np_nesum(Z)
         assert exact <= nesum(Z) <= 1.1 * exact, seed
         assert exact <= nesum(Z, steps=10) <= (1 + 1e-3) * exact, seed
@@ -444,9 +447,16 @@ def test_lightning_callback_logs_each_epoch():
 
     data = torch.utils.data.TensorDataset(torch.randn(64, 4, generator=torch.Generator().manual_seed(0)))
     monitor = EmbeddingMonitor(3)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[lightning_callback(monitor, key="z", prefix="m/")])
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[lightning_callback(monitor, key="z", prefix="m/")],
+    )
     trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=16))
     logged = trainer.callback_metrics
     assert {"m/effective_rank", "m/nesum", "m/alignment", "m/uniformity", "m/samples"} <= set(logged)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from loss_registry import all_cases, llm_inputs
 
 import matrixinfo
 import matrixinfo.functional as Fm
@@ -19,8 +20,6 @@ import matrixinfo.losses as L
 import matrixinfo.metrics
 from matrixinfo import MatrixInfoValueError, MatrixInfoWarning
 from matrixinfo.metrics import CovarianceAccumulator
-
-from loss_registry import all_cases, llm_inputs
 
 F64 = torch.float64
 
@@ -175,9 +174,18 @@ def test_non_finite_input_does_not_warn(case):
 @pytest.mark.parametrize(
     "make, pattern",
     [
-        (lambda: L.MatrixLLMLoss(detach_embedding="False"), r"MatrixLLMLoss: expected detach_embedding to be True or False, got 'False'"),
-        (lambda: L.MatrixSSLLoss(check_radius="no"), r"MatrixSSLLoss: expected check_radius to be True or False, got 'no'"),
-        (lambda: L.TCRLoss(gather_distributed="yes"), r"TCRLoss: expected gather_distributed to be True or False, got 'yes'"),
+        (
+            lambda: L.MatrixLLMLoss(detach_embedding="False"),
+            r"MatrixLLMLoss: expected detach_embedding to be True or False, got 'False'",
+        ),
+        (
+            lambda: L.MatrixSSLLoss(check_radius="no"),
+            r"MatrixSSLLoss: expected check_radius to be True or False, got 'no'",
+        ),
+        (
+            lambda: L.TCRLoss(gather_distributed="yes"),
+            r"TCRLoss: expected gather_distributed to be True or False, got 'yes'",
+        ),
         (lambda: L.MECLoss(check_radius=0), r"MECLoss: expected check_radius to be True or False, got 0"),
         (lambda: L.MatrixSSLLoss(mu=float("inf")), r"MatrixSSLLoss: expected mu to be a finite real number, got inf"),
         (lambda: L.TCRLoss(eps=float("inf")), r"TCRLoss: expected eps to be a finite real number, got inf"),
@@ -211,16 +219,30 @@ def test_functionals_reject_bad_flags_and_numbers():
 @pytest.mark.parametrize(
     "call, pattern",
     [
-        (lambda: matrixinfo.matrix_log(torch.eye(2), check_radius="no"), r"matrix_log: expected check_radius to be True or False"),
-        (lambda: matrixinfo.matrix_kl_divergence(torch.eye(2), torch.eye(2), check_radius=1),
-         r"matrix_kl_divergence: expected check_radius to be True or False, got 1"),
-        (lambda: matrixinfo.von_neumann_entropy(torch.eye(2), normalize="yes"), r"von_neumann_entropy: expected normalize"),
-        (lambda: CovarianceAccumulator(2).update(torch.eye(2)).covariance(center="False"),
-         r"CovarianceAccumulator.covariance: expected center to be True or False, got 'False'"),
-        (lambda: matrixinfo.metrics.covariance_effective_rank(torch.eye(3), center=None),
-         r"covariance_effective_rank: expected center to be True or False, got None"),
-        (lambda: CovarianceAccumulator(2, device="gpu"),
-         r"CovarianceAccumulator: expected device to be a torch.device or a device string, got 'gpu'"),
+        (
+            lambda: matrixinfo.matrix_log(torch.eye(2), check_radius="no"),
+            r"matrix_log: expected check_radius to be True or False",
+        ),
+        (
+            lambda: matrixinfo.matrix_kl_divergence(torch.eye(2), torch.eye(2), check_radius=1),
+            r"matrix_kl_divergence: expected check_radius to be True or False, got 1",
+        ),
+        (
+            lambda: matrixinfo.von_neumann_entropy(torch.eye(2), normalize="yes"),
+            r"von_neumann_entropy: expected normalize",
+        ),
+        (
+            lambda: CovarianceAccumulator(2).update(torch.eye(2)).covariance(center="False"),
+            r"CovarianceAccumulator.covariance: expected center to be True or False, got 'False'",
+        ),
+        (
+            lambda: matrixinfo.metrics.covariance_effective_rank(torch.eye(3), center=None),
+            r"covariance_effective_rank: expected center to be True or False, got None",
+        ),
+        (
+            lambda: CovarianceAccumulator(2, device="gpu"),
+            r"CovarianceAccumulator: expected device to be a torch.device or a device string, got 'gpu'",
+        ),
     ],
 )
 def test_core_and_metric_flags_must_be_bool(call, pattern):
@@ -240,7 +262,9 @@ def test_matrix_llm_loss_reads_any_integer_target_dtype():
 # --------------------------------------------------------------------------- #
 # Item 6: meta tensors                                                         #
 # --------------------------------------------------------------------------- #
-@pytest.mark.parametrize("case", [c for c in _loss_ids() if c.values[0].cls_name not in ("CorInfoMaxLoss", "MatrixLLMLoss")])
+@pytest.mark.parametrize(
+    "case", [c for c in _loss_ids() if c.values[0].cls_name not in ("CorInfoMaxLoss", "MatrixLLMLoss")]
+)
 def test_embedding_losses_infer_shapes_on_meta(case):
     z = torch.empty(16, 8, device="meta", dtype=torch.float32, requires_grad=True)
     out = _build(case)(*_views(case, z, z))
@@ -251,15 +275,21 @@ def test_embedding_losses_infer_shapes_on_meta(case):
 
 def test_host_reading_functions_say_they_need_data_on_meta():
     z = torch.empty(16, 8, device="meta", dtype=F64)
-    with pytest.raises(MatrixInfoValueError, match=r"CovarianceAccumulator.update: expected batch on a device with data, got a meta tensor"):
+    with pytest.raises(
+        MatrixInfoValueError,
+        match=r"CovarianceAccumulator.update: expected batch on a device with data, got a meta tensor",
+    ):
         CovarianceAccumulator(8, device="meta").update(z)
     with pytest.raises(MatrixInfoValueError, match=r"matrix_entropy: expected the input on a device with data"):
         matrixinfo.matrix_entropy(torch.empty(4, 4, device="meta"))
     with pytest.raises(MatrixInfoValueError, match=r"corinfomax_loss: expected z1 on a device with data"):
         L.CorInfoMaxLoss(8).to("meta")(z, z)
     with pytest.raises(MatrixInfoValueError, match=r"matrix_llm_loss: expected logits on a device with data"):
-        L.MatrixLLMLoss()(torch.empty(6, 20, device="meta"), torch.zeros(6, dtype=torch.long, device="meta"),
-                          torch.empty(20, 4, device="meta"))
+        L.MatrixLLMLoss()(
+            torch.empty(6, 20, device="meta"),
+            torch.zeros(6, dtype=torch.long, device="meta"),
+            torch.empty(20, 4, device="meta"),
+        )
 
 
 # --------------------------------------------------------------------------- #
@@ -304,8 +334,9 @@ def test_state_dict_holds_tensors_and_plain_numbers_and_map_location_decides_the
 # --------------------------------------------------------------------------- #
 # Item 9: B = 1 for per-sample means                                           #
 # --------------------------------------------------------------------------- #
-@pytest.mark.parametrize("cls, fn", [(L.BYOLLoss, Fm.byol_loss),
-                                     (L.NegativeCosineSimilarityLoss, Fm.negative_cosine_similarity_loss)])
+@pytest.mark.parametrize(
+    "cls, fn", [(L.BYOLLoss, Fm.byol_loss), (L.NegativeCosineSimilarityLoss, Fm.negative_cosine_similarity_loss)]
+)
 def test_per_sample_mean_losses_accept_one_sample(cls, fn):
     online = torch.tensor([[3.0, 4.0]], dtype=F64)
     target = torch.tensor([[4.0, 3.0]], dtype=F64)

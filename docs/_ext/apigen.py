@@ -47,9 +47,7 @@ def documented_modules(package: str = PACKAGE) -> list[str]:
         if parent_name:
             parent = importlib.import_module(parent_name)
             parent_all = set(getattr(parent, "__all__", []))
-            if exported and all(
-                n in parent_all and getattr(parent, n) is getattr(module, n) for n in exported
-            ):
+            if exported and all(n in parent_all and getattr(parent, n) is getattr(module, n) for n in exported):
                 continue
         pages.append(name)
     return pages
@@ -64,7 +62,9 @@ def _kind(obj) -> str:
 
 
 _SECTIONS = (
-    ("class", "Classes", "autoclass", ("   :members:",)),
+    # A loss class's ``functional`` is its functional twin, which has its own entry (and whose
+    # description the class docstring already shows): not repeated as a member.
+    ("class", "Classes", "autoclass", ("   :members:", "   :exclude-members: functional")),
     ("function", "Functions", "autofunction", ()),
     ("exception", "Exceptions", "autoexception", ()),
     ("data", "Data", "autodata", ()),

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import torch
-
-import matrixinfo
 from lm_utils import ABOUT, VOCAB, Config, Corpus, describe_corpus, describe_mce, describe_setup, train
 from ssl_utils.common import hardware as _hardware
+
+import matrixinfo
 
 
 def _mean_std(values, digits: int) -> str:
@@ -49,24 +49,32 @@ def verdicts(by_loss: dict[str, list[dict]]) -> list[str]:
             head = f"**ce wins**: {loss} has a higher held-out cross-entropy in {where}"
         else:
             head = f"**no consistent winner** between {loss} and ce over {n} seeds"
-        lines.append(f"- {loss} versus ce: {head} ({loss} minus ce: "
-                     f"{', '.join(f'{d:+.4f}' for d in diffs)} nats/char, mean {statistics.mean(diffs):+.4f}; "
-                     f"accuracy {acc} points).")
+        lines.append(
+            f"- {loss} versus ce: {head} ({loss} minus ce: "
+            f"{', '.join(f'{d:+.4f}' for d in diffs)} nats/char, mean {statistics.mean(diffs):+.4f}; "
+            f"accuracy {acc} points)."
+        )
     return lines
 
 
 def collapse_note(by_loss: dict[str, list[dict]]) -> list[str]:
     """A sentence when an MCE run's LM-head rows ended on (nearly) one direction."""
-    collapsed = {loss: statistics.mean(r["head_erank"] for r in rs) for loss, rs in by_loss.items()
-                 if loss != "ce" and rs and all(r["head_erank"] < 2 for r in rs)}
+    collapsed = {
+        loss: statistics.mean(r["head_erank"] for r in rs)
+        for loss, rs in by_loss.items()
+        if loss != "ce" and rs and all(r["head_erank"] < 2 for r in rs)
+    }
     if not collapsed:
         return []
     ce = f" (ce: {statistics.mean(r['head_erank'] for r in by_loss['ce']):.1f})" if by_loss.get("ce") else ""
     names = ", ".join(f"{loss} {erank:.1f}" for loss, erank in collapsed.items())
-    return [f"The LM-head rows of {', '.join(collapsed)} collapsed onto nearly one direction: effective rank "
-            f"{names} of {len(VOCAB)}{ce}. When every row is parallel, Q is rank one along every target's "
-            "embedding and the MCE term sits at its floor (about 1, the trace of Q) whatever the predicted "
-            "distribution: a minimizer of eq. 23's MCE that the gradient through the head can reach.", ""]
+    return [
+        f"The LM-head rows of {', '.join(collapsed)} collapsed onto nearly one direction: effective rank "
+        f"{names} of {len(VOCAB)}{ce}. When every row is parallel, Q is rank one along every target's "
+        "embedding and the MCE term sits at its floor (about 1, the trace of Q) whatever the predicted "
+        "distribution: a minimizer of eq. 23's MCE that the gradient through the head can reach.",
+        "",
+    ]
 
 
 COLORS = {"ce": "C0", "ce+mce": "C3", "ce+mce-detached": "C2"}
@@ -82,8 +90,14 @@ def plot_curves(runs: list[dict], path: Path) -> bool:
     seeds = sorted({r["seed"] for r in runs})
     for r in runs:
         h = [p for p in r["history"] if p["val_ce"] is not None]
-        ax.plot([p["step"] for p in h], [p["val_ce"] for p in h], color=COLORS[r["loss"]], alpha=0.8,
-                label=f"{r['loss']} seed {r['seed']}", linestyle=["-", "--", ":", "-."][seeds.index(r["seed"]) % 4])
+        ax.plot(
+            [p["step"] for p in h],
+            [p["val_ce"] for p in h],
+            color=COLORS[r["loss"]],
+            alpha=0.8,
+            label=f"{r['loss']} seed {r['seed']}",
+            linestyle=["-", "--", ":", "-."][seeds.index(r["seed"]) % 4],
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("held-out cross-entropy (nats/char)")
     ax.set_title("held-out cross-entropy on a fixed 16K-character sample", fontsize=10)
@@ -102,11 +116,15 @@ def run_compare(args, cfg: Config, corpus: Corpus, train_ids, val_ids, argv: lis
     runs = []
     for seed in args.seeds:
         for loss in args.losses:
-            runs.append(train(loss, train_ids, val_ids, cfg, seed=seed, device=args.device,
-                              progress=not args.no_progress))
+            runs.append(
+                train(loss, train_ids, val_ids, cfg, seed=seed, device=args.device, progress=not args.no_progress)
+            )
             r = runs[-1]
-            print(f"{loss} seed {seed}: held-out {r['val_ce']:.4f} nats/char, accuracy {r['val_acc']:.2f}%, "
-                  f"MCE {r['val_mce']:.4f}, training {r['train_seconds']:.1f} s", flush=True)
+            print(
+                f"{loss} seed {seed}: held-out {r['val_ce']:.4f} nats/char, accuracy {r['val_acc']:.2f}%, "
+                f"MCE {r['val_mce']:.4f}, training {r['train_seconds']:.1f} s",
+                flush=True,
+            )
     wall = time.perf_counter() - start
     by_loss = {loss: [r for r in runs if r["loss"] == loss] for loss in args.losses}
 
@@ -115,31 +133,44 @@ def run_compare(args, cfg: Config, corpus: Corpus, train_ids, val_ids, argv: lis
         writer.writerow(["loss", "seed", "step", "train_loss", "train_ce", "val_ce_sample"])
         for r in runs:
             for p in r["history"]:
-                writer.writerow([r["loss"], r["seed"], p["step"]] + [
-                    "" if p[k] is None else f"{p[k]:.5f}" for k in ("train_loss", "train_ce", "val_ce")])
+                writer.writerow(
+                    [r["loss"], r["seed"], p["step"]]
+                    + ["" if p[k] is None else f"{p[k]:.5f}" for k in ("train_loss", "train_ce", "val_ce")]
+                )
     plotted = plot_curves(runs, out / "char_lm_curves.png")
 
-    table = ["| loss | what is trained | held-out CE (nats/char) | bits/char | next-char accuracy (%) | "
-             "held-out MCE | head embedding erank | training s/run |",
-             "|---|---|---|---|---|---|---|---|"]
+    table = [
+        "| loss | what is trained | held-out CE (nats/char) | bits/char | next-char accuracy (%) | "
+        "held-out MCE | head embedding erank | training s/run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for loss, rs in by_loss.items():
-        table.append(f"| {loss} | {ABOUT[loss]} | {_mean_std([r['val_ce'] for r in rs], 4)} | "
-                     f"{_mean_std([r['val_bits'] for r in rs], 4)} | {_mean_std([r['val_acc'] for r in rs], 2)} | "
-                     f"{_mean_std([r['val_mce'] for r in rs], 3)} | {_mean_std([r['head_erank'] for r in rs], 1)} | "
-                     f"{statistics.mean(r['train_seconds'] for r in rs):.0f} |")
-    per_run = ["| seed | loss | held-out CE (nats/char) | accuracy (%) | held-out MCE | head embedding erank | "
-               f"training loss, mean of the last {cfg.eval_every} steps | seconds (training + evaluation) |",
-               "|---|---|---|---|---|---|---|---|"]
+        table.append(
+            f"| {loss} | {ABOUT[loss]} | {_mean_std([r['val_ce'] for r in rs], 4)} | "
+            f"{_mean_std([r['val_bits'] for r in rs], 4)} | {_mean_std([r['val_acc'] for r in rs], 2)} | "
+            f"{_mean_std([r['val_mce'] for r in rs], 3)} | {_mean_std([r['head_erank'] for r in rs], 1)} | "
+            f"{statistics.mean(r['train_seconds'] for r in rs):.0f} |"
+        )
+    per_run = [
+        "| seed | loss | held-out CE (nats/char) | accuracy (%) | held-out MCE | head embedding erank | "
+        f"training loss, mean of the last {cfg.eval_every} steps | seconds (training + evaluation) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         last = r["history"][-1]["train_loss"]
-        per_run.append(f"| {r['seed']} | {r['loss']} | {r['val_ce']:.4f} | {r['val_acc']:.2f} | {r['val_mce']:.4f} | "
-                       f"{r['head_erank']:.1f} | {'-' if last is None else f'{last:.4f}'} | "
-                       f"{r['train_seconds']:.0f} + {r['eval_seconds']:.0f} |")
+        per_run.append(
+            f"| {r['seed']} | {r['loss']} | {r['val_ce']:.4f} | {r['val_acc']:.2f} | {r['val_mce']:.4f} | "
+            f"{r['head_erank']:.1f} | {'-' if last is None else f'{last:.4f}'} | "
+            f"{r['train_seconds']:.0f} + {r['eval_seconds']:.0f} |"
+        )
     warned = {loss: sorted({w for r in rs for w in r["warnings"]}) for loss, rs in by_loss.items()}
     notes = [f"- {loss}: {'; '.join(ws)}" for loss, ws in warned.items() if ws] or ["- none"]
     diverged = [f"- {r['loss']} seed {r['seed']}: {r['diverged']}" for r in runs if r["diverged"]]
-    gaps = [abs(r["val_mce_train_method"] - r["val_mce"]) / abs(r["val_mce"]) for r in runs
-            if r["loss"] != "ce" and math.isfinite(r["val_mce"]) and r["val_mce"] != 0]
+    gaps = [
+        abs(r["val_mce_train_method"] - r["val_mce"]) / abs(r["val_mce"])
+        for r in runs
+        if r["loss"] != "ce" and math.isfinite(r["val_mce"]) and r["val_mce"] != 0
+    ]
     n_chars = runs[0]["val_chars"]
     uses_mce = any(loss != "ce" for loss in args.losses)
 
@@ -179,8 +210,15 @@ def run_compare(args, cfg: Config, corpus: Corpus, train_ids, val_ids, argv: lis
         "",
         *per_run,
         "",
-        *([f"On those held-out characters, the training method's MCE differs from the exact one by at most "
-           f"{100 * max(gaps):.2f}% (every MCE run).", ""] if gaps else []),
+        *(
+            [
+                f"On those held-out characters, the training method's MCE differs from the exact one by at most "
+                f"{100 * max(gaps):.2f}% (every MCE run).",
+                "",
+            ]
+            if gaps
+            else []
+        ),
         "Warnings raised by the losses during training:",
         "",
         *notes,
@@ -194,7 +232,9 @@ def run_compare(args, cfg: Config, corpus: Corpus, train_ids, val_ids, argv: lis
     (out / "char_lm.md").write_text("\n".join(text))
     print("\n".join(table))
     print("\n".join(verdicts(by_loss)))
-    print(f"wrote {out / 'char_lm.md'}, {out / 'char_lm_curves.csv'}"
-          + (f", {out / 'char_lm_curves.png'}" if plotted else ""))
+    print(
+        f"wrote {out / 'char_lm.md'}, {out / 'char_lm_curves.csv'}"
+        + (f", {out / 'char_lm_curves.png'}" if plotted else "")
+    )
     print(f"time: {wall:.1f} s")
     return runs

@@ -46,8 +46,14 @@ def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _row(label: str, about: str, rs: list[dict]) -> list[str]:
-    return [label, about, mean_std([r["linear_probe"] for r in rs]), mean_std([r["knn"] for r in rs]),
-            mean_std([r["effective_rank"][-1] for r in rs], 1.0), str(len(rs))]
+    return [
+        label,
+        about,
+        mean_std([r["linear_probe"] for r in rs]),
+        mean_std([r["knn"] for r in rs]),
+        mean_std([r["effective_rank"][-1] for r in rs], 1.0),
+        str(len(rs)),
+    ]
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -58,24 +64,50 @@ def summarize(runs: list[dict]) -> dict:
     by_loss = {n: [r for r in table if r["name"] == n] for n in names}
     rows = [_row(n, METHODS[n].about, rs) for n, rs in by_loss.items()]
     rows.sort(key=lambda row: -float(row[2].split(" ")[0]) if row[2] != "diverged" else math.inf)
-    rows.append(["*untrained encoder*", "baseline", mean_std([b["untrained_linear_probe"] for b in base]),
-                 mean_std([b["untrained_knn"] for b in base]),
-                 mean_std([b["untrained_effective_rank"] for b in base], 1.0), str(len(base))])
-    rows.append(["*raw input*", "baseline", mean_std([b["raw_linear_probe"] for b in base[:1]]),
-                 mean_std([b["raw_knn"] for b in base[:1]]), "-", "1"])
+    rows.append(
+        [
+            "*untrained encoder*",
+            "baseline",
+            mean_std([b["untrained_linear_probe"] for b in base]),
+            mean_std([b["untrained_knn"] for b in base]),
+            mean_std([b["untrained_effective_rank"] for b in base], 1.0),
+            str(len(base)),
+        ]
+    )
+    rows.append(
+        [
+            "*raw input*",
+            "baseline",
+            mean_std([b["raw_linear_probe"] for b in base[:1]]),
+            mean_std([b["raw_knn"] for b in base[:1]]),
+            "-",
+            "1",
+        ]
+    )
     sweep_rows = []
     for n in names:
         swept = [r for r in runs if r["part"] == "sweep" and r["name"] == n]
-        recipe = [r for r in by_loss[n] if r["seed"] == 0]
+        seeds = {r["seed"] for r in swept}
+        recipe = [r for r in by_loss[n] if r["seed"] in seeds]
         if swept and recipe:
             sweep_rows.append(_row(n, "recipe", recipe))
-        for r in swept:
+        settings: dict[str, list[dict]] = {}
+        for r in swept:  # one row per setting, mean ± std over its seeds
             what = ", ".join(f"{k} = {v:.3g}" for k, v in r["options"].items()) or f"lr = {r['lr']:.2g}"
-            sweep_rows.append(_row(n, what, [r]))
-    ablation_rows = [_row("matrix-ssl", "recipe (gamma = 1, mu = 1, order 4)",
-                          [r for r in by_loss.get("matrix-ssl", []) if r["seed"] == 0])]
-    ablation_rows += [_row("matrix-ssl", ", ".join(f"{k} = {v:g}" for k, v in r["options"].items()), [r])
-                      for r in runs if r["part"] == "ablation"]
+            settings.setdefault(what, []).append(r)
+        sweep_rows += [_row(n, what, rs) for what, rs in settings.items()]
+    ablation_rows = [
+        _row(
+            "matrix-ssl",
+            "recipe (gamma = 1, mu = 1, order 4)",
+            [r for r in by_loss.get("matrix-ssl", []) if r["seed"] == 0],
+        )
+    ]
+    ablation_rows += [
+        _row("matrix-ssl", ", ".join(f"{k} = {v:g}" for k, v in r["options"].items()), [r])
+        for r in runs
+        if r["part"] == "ablation"
+    ]
     rank_rows = []
     for n, rs in by_loss.items():  # phenomenon (a): the effective rank over training, mean over seeds
         curve = [statistics.mean(p) for p in zip(*(r["effective_rank"] for r in rs))]
@@ -83,8 +115,15 @@ def summarize(runs: list[dict]) -> dict:
         rank_rows.append([n, " → ".join(f"{v:.1f}" for v in curve), trend])
     means = {n: statistics.mean(r["linear_probe"] for r in rs) for n, rs in by_loss.items()}
     order_c = sorted([n for n in PHENOMENON_C if n in means], key=means.get, reverse=True)
-    return {"table": rows, "sweep": sweep_rows, "ablation": ablation_rows, "ordering": order_c, "ranks": rank_rows,
-            "uniformity": _uniformity_correlation(table), "setting": _setting(runs)}
+    return {
+        "table": rows,
+        "sweep": sweep_rows,
+        "ablation": ablation_rows,
+        "ordering": order_c,
+        "ranks": rank_rows,
+        "uniformity": _uniformity_correlation(table),
+        "setting": _setting(runs),
+    }
 
 
 def _ranks(values: list[float]) -> list[float]:
@@ -107,47 +146,82 @@ def _uniformity_correlation(table: list[dict]) -> dict:
     """Phenomenon (d): across every epoch of every table run, uniformity-MKL (0 at I/d) against the
     effective rank of the projections; and the share of runs whose MKL and rank moved in opposite
     directions from initialization to the end (MKL down and rank up, or MKL up and rank down)."""
-    points = [(h["uniformity_mkl"], h["erank_projections"]) for r in table for h in r["history"]
-              if math.isfinite(h["uniformity_mkl"]) and math.isfinite(h["erank_projections"])]
-    opposite = [(r["history"][-1]["uniformity_mkl"] - r["history"][0]["uniformity_mkl"])
-                * (r["history"][-1]["erank_projections"] - r["history"][0]["erank_projections"]) < 0 for r in table]
-    return {"spearman": f"{spearman(*zip(*points)):.2f}", "points": str(len(points)),
-            "opposite": f"{sum(opposite)} of {len(opposite)}"}
+    points = [
+        (h["uniformity_mkl"], h["erank_projections"])
+        for r in table
+        for h in r["history"]
+        if math.isfinite(h["uniformity_mkl"]) and math.isfinite(h["erank_projections"])
+    ]
+    opposite = [
+        (r["history"][-1]["uniformity_mkl"] - r["history"][0]["uniformity_mkl"])
+        * (r["history"][-1]["erank_projections"] - r["history"][0]["erank_projections"])
+        < 0
+        for r in table
+    ]
+    return {
+        "spearman": f"{spearman(*zip(*points)):.2f}",
+        "points": str(len(points)),
+        "opposite": f"{sum(opposite)} of {len(opposite)}",
+    }
 
 
 def _setting(runs: list[dict]) -> dict:
     first = next(r for r in runs if r["part"] != "baseline")
     seconds = sum(r.get("wall_seconds", 0.0) for r in runs)
     return {k: str(first[k]) for k in ("epochs", "batch_size", "dim", "knn_k", "hardware", "torch", "python")} | {
-        "command": first["command"].split(" --part")[0].split(" --seeds")[0], "minutes": f"{seconds / 60:.0f}", "runs": str(len(runs))}
+        "command": first["command"].split(" --part")[0].split(" --seeds")[0],
+        "minutes": f"{seconds / 60:.0f}",
+        "runs": str(len(runs)),
+    }
 
 
 def render(summary: dict) -> str:
     header = ["loss", "recipe", "linear probe (%)", "k-NN (%)", "effective rank", "runs"]
     s = summary["setting"]
-    text = [".. This file is written by examples/experiments/report.py: do not edit it by hand.", "",
-            f"Command: ``{s['command']}``; then ``python examples/experiments/report.py`` on its folder. "
-            f"{s['runs']} runs (baselines included), {s['minutes']} minutes of run time summed over them, on a shared "
-            f"{s['hardware']}, "
-            f"torch {s['torch']}, Python {s['python']}. Each run: {s['epochs']} epochs of batch "
-            f"{s['batch_size']}, projector dimension {s['dim']}, k-NN with k = {s['knn_k']}.", "",
-            ".. _results-table1:", "", "Table 1 at small scale", "~~~~~~~~~~~~~~~~~~~~~~", ""]
+    text = [
+        ".. This file is written by examples/experiments/report.py: do not edit it by hand.",
+        "",
+        f"Command: ``{s['command']}``; then ``python examples/experiments/report.py`` on its folder. "
+        f"{s['runs']} runs (baselines included), {s['minutes']} minutes of run time summed over them, on a shared "
+        f"{s['hardware']}, "
+        f"torch {s['torch']}, Python {s['python']}. Each run: {s['epochs']} epochs of batch "
+        f"{s['batch_size']}, projector dimension {s['dim']}, k-NN with k = {s['knn_k']}.",
+        "",
+        ".. _results-table1:",
+        "",
+        "Table 1 at small scale",
+        "~~~~~~~~~~~~~~~~~~~~~~",
+        "",
+    ]
     text += _rst_table(header, summary["table"])
-    text += [".. _results-sweep:", "", "Equal-budget sweep (seed 0)", "~~~~~~~~~~~~~~~~~~~~~~~~~~~", ""]
+    text += [".. _results-sweep:", "", "Equal-budget sweep (every seed of the table)", "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~", ""]
     text += _rst_table(header[:2] + header[2:], summary["sweep"])
-    text += [".. _results-ablation:", "", "Matrix-SSL's gamma, mu and Taylor order (seed 0)",
-             "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~", ""]
+    text += [
+        ".. _results-ablation:",
+        "",
+        "Matrix-SSL's gamma, mu and Taylor order (seed 0)",
+        "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~",
+        "",
+    ]
     text += _rst_table(header, summary["ablation"])
-    text += [".. _results-ranks:", "", "Effective rank over training (mean over seeds, epoch 0 is the initialization)",
-             "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~", ""]
-    text += _rst_table(["loss", "effective rank of the test features, per epoch", "from init to end"],
-                       summary["ranks"])
+    text += [
+        ".. _results-ranks:",
+        "",
+        "Effective rank over training (mean over seeds, epoch 0 is the initialization)",
+        "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~",
+        "",
+    ]
+    text += _rst_table(["loss", "effective rank of the test features, per epoch", "from init to end"], summary["ranks"])
     u = summary["uniformity"]
-    text += [f"Ordering by mean linear probe among {', '.join(PHENOMENON_C)}: "
-             f"{' > '.join(summary['ordering'])} (paper Table 1: {' > '.join(PHENOMENON_C)}).", "",
-             f"Uniformity-MKL against effective rank of the projections: Spearman {u['spearman']} over "
-             f"{u['points']} (run, epoch) points; MKL and rank moved in opposite directions in {u['opposite']} "
-             "table runs.", ""]
+    text += [
+        f"Ordering by mean linear probe among {', '.join(PHENOMENON_C)}: "
+        f"{' > '.join(summary['ordering'])} (paper Table 1: {' > '.join(PHENOMENON_C)}).",
+        "",
+        f"Uniformity-MKL against effective rank of the projections: Spearman {u['spearman']} over "
+        f"{u['points']} (run, epoch) points; MKL and rank moved in opposite directions in {u['opposite']} "
+        "table runs.",
+        "",
+    ]
     return "\n".join(text)
 
 
@@ -160,8 +234,9 @@ def plot(runs: list[dict], folder: Path) -> None:
     ax = fig.subplots()
     for i, n in enumerate(names):
         curves = [r["effective_rank"] for r in table if r["name"] == n]
-        ax.plot([statistics.mean(p) for p in zip(*curves)], label=n, linestyle="-" if i < 10 else "--",
-                color=f"C{i % 10}")
+        ax.plot(
+            [statistics.mean(p) for p in zip(*curves)], label=n, linestyle="-" if i < 10 else "--", color=f"C{i % 10}"
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("effective rank of the test features (mean over seeds)")
     ax.legend(fontsize=7, ncol=2)

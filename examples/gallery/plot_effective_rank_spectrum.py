@@ -22,8 +22,7 @@ white = torch.randn(N, d)
 embeddings = {
     "isotropic": white,
     "power-law decay": white * torch.arange(1, d + 1) ** -1.0,
-    "collapsed to 4 directions": white[:, :4] @ torch.randn(4, d)
-    + 1e-3 * torch.randn(N, d),
+    "collapsed to 4 directions": white[:, :4] @ torch.randn(4, d) + 1e-3 * torch.randn(N, d),
 }
 
 fig, ax = plt.subplots(figsize=(6, 4))

@@ -24,8 +24,10 @@ def stdlib_dir() -> Path:
     for c in candidates:
         if c and (Path(c) / "os.py").is_file():
             return Path(c)
-    raise FileNotFoundError("could not find the Python standard library's source files (no os.py next to "
-                            "sysconfig's 'stdlib' path or the os module); this Python may ship only bytecode")
+    raise FileNotFoundError(
+        "could not find the Python standard library's source files (no os.py next to "
+        "sysconfig's 'stdlib' path or the os module); this Python may ship only bytecode"
+    )
 
 
 @dataclass
@@ -50,8 +52,9 @@ def load_stdlib_text(chars: int) -> Corpus:
         total += len(text)
     text = "".join(parts)[:chars]
     if len(text) < chars:
-        raise ValueError(f"the standard library's top-level .py files hold {len(text)} characters, "
-                         f"fewer than --chars {chars}")
+        raise ValueError(
+            f"the standard library's top-level .py files hold {len(text)} characters, fewer than --chars {chars}"
+        )
     return Corpus(text, used, platform.python_version())
 
 
@@ -73,8 +76,10 @@ def split(ids: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
     Each split is its blocks concatenated; windows never mix the two splits."""
     size = ids.numel() // N_BLOCKS
     if size < 2 * (context + 1):
-        raise ValueError(f"{ids.numel()} characters make blocks of {size}: too short for a context of {context} "
-                         f"(raise --chars to at least {N_BLOCKS * 2 * (context + 1)})")
-    blocks = ids[:size * N_BLOCKS].view(N_BLOCKS, size)
+        raise ValueError(
+            f"{ids.numel()} characters make blocks of {size}: too short for a context of {context} "
+            f"(raise --chars to at least {N_BLOCKS * 2 * (context + 1)})"
+        )
+    blocks = ids[: size * N_BLOCKS].view(N_BLOCKS, size)
     held_out = torch.arange(N_BLOCKS) % VAL_EVERY == VAL_EVERY - 1
     return blocks[~held_out].reshape(-1), blocks[held_out].reshape(-1)

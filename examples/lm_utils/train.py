@@ -15,11 +15,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for ssl_utils.common
 
+from ssl_utils.common import Progress, deterministic, summarize_warnings  # noqa: E402
+from ssl_utils.common import lr_at as _lr_at  # noqa: E402
+
 from matrixinfo.functional import matrix_llm_loss  # noqa: E402
 from matrixinfo.losses import MatrixLLMLoss  # noqa: E402
 from matrixinfo.metrics import covariance_effective_rank  # noqa: E402
-from ssl_utils.common import Progress, deterministic, summarize_warnings  # noqa: E402
-from ssl_utils.common import lr_at as _lr_at  # noqa: E402
 
 from .model import CharTransformer  # noqa: E402
 from .text import VOCAB  # noqa: E402
@@ -79,14 +80,24 @@ def build_criterion(loss: str, cfg: Config):
     return MatrixLLMLoss(mce_weight=cfg.mce_weight, method=cfg.method, top_k=cfg.top_k, rank=cfg.rank)
 
 
-def train(loss: str, train_ids: torch.Tensor, val_ids: torch.Tensor, cfg: Config, *, seed: int,
-          device: torch.device, progress: bool = True, return_model: bool = False) -> dict:
+def train(
+    loss: str,
+    train_ids: torch.Tensor,
+    val_ids: torch.Tensor,
+    cfg: Config,
+    *,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+    return_model: bool = False,
+) -> dict:
     """Train one model; returns held-out metrics, the training history and the timings."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     with deterministic(device):
-        return _train(loss, train_ids, val_ids, cfg, seed=seed, device=device, progress=progress,
-                      return_model=return_model)
+        return _train(
+            loss, train_ids, val_ids, cfg, seed=seed, device=device, progress=progress, return_model=return_model
+        )
 
 
 def _train(loss, train_ids, val_ids, cfg, *, seed, device, progress, return_model):
@@ -98,8 +109,7 @@ def _train(loss, train_ids, val_ids, cfg, *, seed, device, progress, return_mode
     train_ids_dev = train_ids.to(device)
     probe = _probe_windows(val_ids, cfg.context)  # a fixed slice of the held-out text for the curves
 
-    history = [{"step": 0, "train_loss": None, "train_ce": None,
-                "val_ce": evaluate(model, probe, cfg, device)["ce"]}]
+    history = [{"step": 0, "train_loss": None, "train_ce": None, "val_ce": evaluate(model, probe, cfg, device)["ce"]}]
     caught: list[warnings.WarningMessage] = []
     diverged = None
     run_loss = run_ce = 0.0
@@ -131,21 +141,37 @@ def _train(loss, train_ids, val_ids, cfg, *, seed, device, progress, return_mode
         count += 1
         bar.update(loss=run_loss / count)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            history.append({"step": step + 1, "train_loss": run_loss / count, "train_ce": run_ce / count,
-                            "val_ce": evaluate(model, probe, cfg, device)["ce"]})
+            history.append(
+                {
+                    "step": step + 1,
+                    "train_loss": run_loss / count,
+                    "train_ce": run_ce / count,
+                    "val_ce": evaluate(model, probe, cfg, device)["ce"],
+                }
+            )
             run_loss = run_ce = 0.0
             count = 0
     bar.close()
 
     tick = time.perf_counter()
     metrics = evaluate(model, val_ids, cfg, device, mce_tokens=cfg.val_mce_tokens) if not diverged else {}
-    result = {"loss": loss, "seed": seed, "steps": cfg.steps, "diverged": diverged,
-              "val_ce": metrics.get("ce", math.nan), "val_bits": metrics.get("ce", math.nan) / math.log(2),
-              "val_acc": metrics.get("acc", math.nan), "val_mce": metrics.get("mce", math.nan),
-              "val_mce_train_method": metrics.get("mce_train_method", math.nan),
-              "val_chars": metrics.get("tokens", 0), "head_erank": head_effective_rank(model),
-              "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - tick,
-              "warnings": summarize_warnings(caught), "history": history}
+    result = {
+        "loss": loss,
+        "seed": seed,
+        "steps": cfg.steps,
+        "diverged": diverged,
+        "val_ce": metrics.get("ce", math.nan),
+        "val_bits": metrics.get("ce", math.nan) / math.log(2),
+        "val_acc": metrics.get("acc", math.nan),
+        "val_mce": metrics.get("mce", math.nan),
+        "val_mce_train_method": metrics.get("mce_train_method", math.nan),
+        "val_chars": metrics.get("tokens", 0),
+        "head_erank": head_effective_rank(model),
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - tick,
+        "warnings": summarize_warnings(caught),
+        "history": history,
+    }
     if return_model:
         result["model"] = model
     return result
@@ -161,8 +187,15 @@ def _probe_windows(val_ids: torch.Tensor, context: int, chars: int = 16384) -> t
 
 
 @torch.no_grad()
-def evaluate(model: CharTransformer, ids: torch.Tensor, cfg: Config, device: torch.device, *,
-             mce_tokens: int = 0, batch: int = 256) -> dict:
+def evaluate(
+    model: CharTransformer,
+    ids: torch.Tensor,
+    cfg: Config,
+    device: torch.device,
+    *,
+    mce_tokens: int = 0,
+    batch: int = 256,
+) -> dict:
     """Held-out cross-entropy (nats/char) and next-character accuracy (%) over
     non-overlapping windows of ``context`` characters (every character is
     predicted once, from 0 to ``context - 1`` characters of context); with
@@ -176,7 +209,7 @@ def evaluate(model: CharTransformer, ids: torch.Tensor, cfg: Config, device: tor
     if ids.ndim == 1:
         n_windows = (ids.numel() - 1) // cfg.context
         x_all = ids[: n_windows * cfg.context].view(n_windows, cfg.context)
-        y_all = ids[1: n_windows * cfg.context + 1].view(n_windows, cfg.context)
+        y_all = ids[1 : n_windows * cfg.context + 1].view(n_windows, cfg.context)
     else:
         x_all, y_all = ids[:, :-1], ids[:, 1:]
     total = correct = 0
@@ -185,7 +218,7 @@ def evaluate(model: CharTransformer, ids: torch.Tensor, cfg: Config, device: tor
     keep = torch.linspace(0, n - 1, min(mce_tokens, n)).round().long() if mce_tokens else None
     kept_logits, kept_targets = [], []
     for s in range(0, x_all.shape[0], batch):
-        x, y = x_all[s:s + batch].to(device), y_all[s:s + batch].to(device)
+        x, y = x_all[s : s + batch].to(device), y_all[s : s + batch].to(device)
         logits = model(x).reshape(-1, len(VOCAB)).float()
         y = y.reshape(-1)
         nll += F.cross_entropy(logits, y, reduction="sum").item()
@@ -203,8 +236,9 @@ def evaluate(model: CharTransformer, ids: torch.Tensor, cfg: Config, device: tor
         ce = F.cross_entropy(logits, target).item()
         # matrix_llm_loss returns mean(CE + MCE): the MCE part is the difference.
         out["mce"] = matrix_llm_loss(logits, target, E, method="exact").item() - ce
-        out["mce_train_method"] = matrix_llm_loss(logits, target, E, method=cfg.method, top_k=cfg.top_k,
-                                                  rank=cfg.rank).item() - ce
+        out["mce_train_method"] = (
+            matrix_llm_loss(logits, target, E, method=cfg.method, top_k=cfg.top_k, rank=cfg.rank).item() - ce
+        )
     model.train(was_training)
     return out
 

@@ -97,8 +97,9 @@ def augment_cifar(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     yiq = torch.einsum("ij,njhw->nihw", _RGB_TO_YIQ.to(dev), y)
     turn = 2 * math.pi * _uniform(g, n, -0.1, 0.1, dev).view(n, 1, 1)
     i_, q_ = yiq[:, 1], yiq[:, 2]
-    yiq = torch.stack([yiq[:, 0], i_ * torch.cos(turn) - q_ * torch.sin(turn),
-                       i_ * torch.sin(turn) + q_ * torch.cos(turn)], 1)
+    yiq = torch.stack(
+        [yiq[:, 0], i_ * torch.cos(turn) - q_ * torch.sin(turn), i_ * torch.sin(turn) + q_ * torch.cos(turn)], 1
+    )
     y = torch.einsum("ij,njhw->nihw", _YIQ_TO_RGB.to(dev), yiq).clamp(0, 1)
     x = torch.where(jitter, y, x)
     grayscale = (torch.rand(n, generator=g, device=dev) < 0.2).view(n, 1, 1, 1)

@@ -94,8 +94,11 @@ class Progress:
                 self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()})
         elif self.enabled and (self.done % max(1, self.total // 10) == 0 or self.done == self.total):
             values = " ".join(f"{k} {v:.4g}" for k, v in postfix.items())
-            print(f"{self.desc}: {self.unit} {self.done}/{self.total}, {values}, "
-                  f"{time.perf_counter() - self.start:.0f} s", flush=True)
+            print(
+                f"{self.desc}: {self.unit} {self.done}/{self.total}, {values}, "
+                f"{time.perf_counter() - self.start:.0f} s",
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -104,6 +107,7 @@ class Progress:
 
 def positive(kind):
     """An argparse type: a positive ``kind`` (int or float), with a clear message otherwise."""
+
     def parse(text: str):
         try:
             value = kind(text)

@@ -55,8 +55,15 @@ def load_mnist1d(cache_dir: str | os.PathLike | None = None) -> Data:
     x_train = torch.from_numpy(arrays["x"].astype(np.float32)).unsqueeze(1)
     x_test = torch.from_numpy(arrays["x_test"].astype(np.float32)).unsqueeze(1)
     # make_dataset already standardizes the whole set to mean 0, standard deviation 1.
-    return Data("mnist1d", x_train, arrays["y"].astype(np.int64), x_test, arrays["y_test"].astype(np.int64),
-                torch.zeros(1), torch.ones(1))
+    return Data(
+        "mnist1d",
+        x_train,
+        arrays["y"].astype(np.int64),
+        x_test,
+        arrays["y_test"].astype(np.int64),
+        torch.zeros(1),
+        torch.ones(1),
+    )
 
 
 def load_digits() -> Data:
@@ -67,11 +74,13 @@ def load_digits() -> Data:
     digits = sk_load_digits()
     x = digits.images.astype(np.float32) / 16.0
     x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target, test_size=0.2, stratify=digits.target, random_state=0)
+        x, digits.target, test_size=0.2, stratify=digits.target, random_state=0
+    )
     x_train = torch.from_numpy(x_train).unsqueeze(1)
     mean, std = x_train.mean(), x_train.std()
-    return Data("digits", x_train, y_train, torch.from_numpy(x_test).unsqueeze(1), y_test,
-                mean.reshape(1), std.reshape(1))
+    return Data(
+        "digits", x_train, y_train, torch.from_numpy(x_test).unsqueeze(1), y_test, mean.reshape(1), std.reshape(1)
+    )
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -81,11 +90,13 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         data, labels = batch[b"data"], batch[b"labels"]
     except (KeyError, TypeError):
         raise ValueError(
-            f"{path.name}: not a CIFAR-10 python batch (expected a dict with b'data' and b'labels')") from None
+            f"{path.name}: not a CIFAR-10 python batch (expected a dict with b'data' and b'labels')"
+        ) from None
     data = np.asarray(data, dtype=np.uint8)
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != data.shape[0]:
-        raise ValueError(f"{path.name}: expected b'data' of shape (N, 3072) and N labels, "
-                         f"got {data.shape} and {len(labels)} labels")
+        raise ValueError(
+            f"{path.name}: expected b'data' of shape (N, 3072) and N labels, got {data.shape} and {len(labels)} labels"
+        )
     return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
@@ -100,13 +111,21 @@ def load_cifar10(data_dir: str | os.PathLike) -> Data:
     if missing:
         raise FileNotFoundError(
             f"CIFAR-10 not found in {root}: missing {', '.join(missing)}. Point --data-dir at the folder "
-            "holding cifar-10-batches-py/ (the 'CIFAR-10 python version'); nothing is downloaded.")
+            "holding cifar-10-batches-py/ (the 'CIFAR-10 python version'); nothing is downloaded."
+        )
     parts = [_read_cifar_batch(root / n) for n in names[:-1]]
     x_test, y_test = _read_cifar_batch(root / "test_batch")
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
-    return Data("cifar10", torch.from_numpy(x_train), y_train, torch.from_numpy(x_test), y_test,
-                torch.tensor(CIFAR_MEAN), torch.tensor(CIFAR_STD))
+    return Data(
+        "cifar10",
+        torch.from_numpy(x_train),
+        y_train,
+        torch.from_numpy(x_test),
+        y_test,
+        torch.tensor(CIFAR_MEAN),
+        torch.tensor(CIFAR_STD),
+    )
 
 
 def load(name: str, data_dir=None, cache_dir=None) -> Data:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -33,12 +34,16 @@ class Method:
     options: dict = field(default_factory=dict)  # constructor arguments beyond the class defaults
 
 
-METHODS = {
+# The authors' recipes, under their command-line names. A loss of matrixinfo.losses without a recipe
+# here still gets one (see _default_recipe): METHODS is derived from matrixinfo.losses.__all__.
+RECIPES = {
     "matrix-ssl": Method("MatrixSSLLoss", "ema", "Matrix-SSL (eq. 22), EMA teacher + predictor", knob="gamma"),
-    "matrix-kl-uniformity": Method("MatrixKLUniformityLoss", "ema",
-                                   "Matrix-KL uniformity (eq. 20), EMA teacher + predictor", knob="mu"),
-    "matrix-kl-alignment": Method("MatrixKLAlignmentLoss", "ema",
-                                  "Matrix-KL alignment (eq. 21), EMA teacher + predictor", knob="mu"),
+    "matrix-kl-uniformity": Method(
+        "MatrixKLUniformityLoss", "ema", "Matrix-KL uniformity (eq. 20), EMA teacher + predictor", knob="mu"
+    ),
+    "matrix-kl-alignment": Method(
+        "MatrixKLAlignmentLoss", "ema", "Matrix-KL alignment (eq. 21), EMA teacher + predictor", knob="mu"
+    ),
     "mec": Method("MECLoss", "ema", "MEC (eq. 8), EMA teacher + predictor, lam warm-up", knob="eps"),
     "byol": Method("BYOLLoss", "ema", "BYOL (eq. 3), EMA teacher + predictor"),
     "simsiam": Method("NegativeCosineSimilarityLoss", "stopgrad", "SimSiam (eq. 2), stop-gradient + predictor"),
@@ -48,15 +53,37 @@ METHODS = {
     "spectral": Method("SpectralContrastiveLoss", "joint", "spectral contrastive loss", knob="mu"),
     "corinfomax": Method("CorInfoMaxLoss", "joint", "CorInfoMax (eq. 7)", knob="alpha"),
     "tcr": Method("TCRLoss", "joint", "TCR (eq. 6) + 50 x alignment", align=50.0, knob="eps"),
-    "uniformity-mce": Method("UniformityMCELoss", "joint", "uniformity-MCE (eq. 16) + 50 x alignment",
-                             align=50.0, knob="lam"),
-    "uniformity-mkl": Method("UniformityMKLLoss", "joint", "uniformity-MKL (eq. 17) + 50 x alignment",
-                             align=50.0, knob="lam"),
-    "emp-tcr": Method("EMPTCRLoss", "multiview", "EMP-TCR (eq. 9) + 50 x alignment, 4 views", views=4,
-                      align=50.0, knob="eps"),
-    "emp-ssl": Method("EMPSSLLoss", "multiview", "EMP-SSL (TCR + invariance), 4 views", views=4,
-                      knob="invariance_weight"),
+    "uniformity-mce": Method(
+        "UniformityMCELoss", "joint", "uniformity-MCE (eq. 16) + 50 x alignment", align=50.0, knob="lam"
+    ),
+    "uniformity-mkl": Method(
+        "UniformityMKLLoss", "joint", "uniformity-MKL (eq. 17) + 50 x alignment", align=50.0, knob="lam"
+    ),
+    "emp-tcr": Method(
+        "EMPTCRLoss", "multiview", "EMP-TCR (eq. 9) + 50 x alignment, 4 views", views=4, align=50.0, knob="eps"
+    ),
+    "emp-ssl": Method(
+        "EMPSSLLoss", "multiview", "EMP-SSL (TCR + invariance), 4 views", views=4, knob="invariance_weight"
+    ),
 }
+
+
+def _default_recipe(cls_name: str) -> tuple[str, Method]:
+    """A loss without a recipe: its class defaults, one network for both views, ``L(z1, z2)``."""
+    stem = cls_name[: -len("Loss")] if cls_name.endswith("Loss") else cls_name
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", stem).lower()  # EMPTCRLoss: emp-tcr
+    return name, Method(cls_name, "joint", f"{stem} (class defaults, no recipe)")
+
+
+def _methods() -> dict[str, Method]:
+    by_class = {m.cls: (name, m) for name, m in RECIPES.items()}
+    embedding_losses = [n for n in losses.__all__ if getattr(losses, n).inputs in ("pair", "views")]
+    ordered = [by_class[n] for n in by_class if n in embedding_losses]  # the recipes' order first
+    ordered += [_default_recipe(n) for n in embedding_losses if n not in by_class]
+    return dict(ordered)
+
+
+METHODS = _methods()
 
 
 def available_losses() -> list[str]:
@@ -67,9 +94,7 @@ def available_losses() -> list[str]:
 def build_criterion(name: str, dim: int, **overrides) -> nn.Module:
     """The loss with its class defaults (the authors' settings), ``Method.options`` and ``overrides``."""
     method = METHODS[name]
-    cls = getattr(losses, method.cls)
-    kwargs = {**method.options, **overrides}
-    return cls(dim, **kwargs) if method.cls == "CorInfoMaxLoss" else cls(**kwargs)  # d x d running estimates
+    return getattr(losses, method.cls).make(dim, **{**method.options, **overrides})  # dim only if it needs it
 
 
 def default_knob(name: str, dim: int) -> float | None:
@@ -110,6 +135,7 @@ def encoder(dataset: str) -> tuple[nn.Module, int]:
     if dataset == "digits":
         return nn.Sequential(nn.Flatten(), mlp([64, 512, 256], last_bn=True), nn.ReLU(inplace=True)), 256
     if dataset == "mnist1d":
+
         def block1d(cin, cout, stride):
             return [nn.Conv1d(cin, cout, 5, stride, 2, bias=False), nn.BatchNorm1d(cout), nn.ReLU(inplace=True)]
 

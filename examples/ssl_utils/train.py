@@ -25,7 +25,7 @@ def embed(model: Siamese, x: torch.Tensor, data: Data, device: torch.device, bat
     model.eval()
     feats, projs = [], []
     for start in range(0, x.shape[0], batch):
-        f = model.backbone(normalize(as_float(x[start:start + batch].to(device)), data))
+        f = model.backbone(normalize(as_float(x[start : start + batch].to(device)), data))
         feats.append(f.cpu())
         projs.append(model.projector(f).cpu())
     model.train(was_training)
@@ -77,20 +77,47 @@ def baselines(data: Data, dim: int, seed: int, device: torch.device, k: int) -> 
         return normalize(as_float(x), data).flatten(1)
 
     raw_scores = evaluate_features(raw(data.x_train), data.y_train, raw(data.x_test), data.y_test, k)
-    return {"untrained_linear_probe": untrained["linear_probe"], "untrained_knn": untrained["knn"],
-            "untrained_effective_rank": erank(f_test),
-            "raw_linear_probe": raw_scores["linear_probe"], "raw_knn": raw_scores["knn"]}
+    return {
+        "untrained_linear_probe": untrained["linear_probe"],
+        "untrained_knn": untrained["knn"],
+        "untrained_effective_rank": erank(f_test),
+        "raw_linear_probe": raw_scores["linear_probe"],
+        "raw_knn": raw_scores["knn"],
+    }
 
 
-def train(loss_name: str, data: Data, *, epochs: int, seed: int, batch_size: int, lr: float, dim: int,
-          device: torch.device, knn_k: int = 20, progress: bool = True, return_model: bool = False,
-          loss_options: dict | None = None) -> dict:
+def train(
+    loss_name: str,
+    data: Data,
+    *,
+    epochs: int,
+    seed: int,
+    batch_size: int,
+    lr: float,
+    dim: int,
+    device: torch.device,
+    knn_k: int = 20,
+    progress: bool = True,
+    return_model: bool = False,
+    loss_options: dict | None = None,
+) -> dict:
     """Pre-train with one loss and evaluate; returns the metrics, the per-epoch history
     and, with ``return_model``, the trained model. ``loss_options`` override the loss's defaults."""
     with deterministic(device):
-        return _train(loss_name, data, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, dim=dim,
-                      device=device, knn_k=knn_k, progress=progress, return_model=return_model,
-                      loss_options=dict(loss_options or {}))
+        return _train(
+            loss_name,
+            data,
+            epochs=epochs,
+            seed=seed,
+            batch_size=batch_size,
+            lr=lr,
+            dim=dim,
+            device=device,
+            knn_k=knn_k,
+            progress=progress,
+            return_model=return_model,
+            loss_options=dict(loss_options or {}),
+        )
 
 
 def ema_momentum(step: int, total: int, base: float = 0.996) -> float:
@@ -98,8 +125,7 @@ def ema_momentum(step: int, total: int, base: float = 0.996) -> float:
     return 1 - (1 - base) * (math.cos(math.pi * step / total) + 1) / 2
 
 
-def _train(loss_name, data, *, epochs, seed, batch_size, lr, dim, device, knn_k, progress, return_model,
-           loss_options):
+def _train(loss_name, data, *, epochs, seed, batch_size, lr, dim, device, knn_k, progress, return_model, loss_options):
     method = METHODS[loss_name]
     g = seed_everything(seed, device)
     model = Siamese(data.name, dim, method.scheme).to(device)
@@ -115,8 +141,14 @@ def _train(loss_name, data, *, epochs, seed, batch_size, lr, dim, device, knn_k,
     def point(epoch, loss_value):
         f, z = embed(model, data.x_test, data, device)
         mce, mkl = uniformity_gap(z)
-        return {"epoch": epoch, "train_loss": loss_value, "erank_features": erank(f), "erank_projections": erank(z),
-                "uniformity_mce": mce, "uniformity_mkl": mkl}
+        return {
+            "epoch": epoch,
+            "train_loss": loss_value,
+            "erank_features": erank(f),
+            "erank_projections": erank(z),
+            "uniformity_mce": mce,
+            "uniformity_mkl": mkl,
+        }
 
     history = [point(0, None)]  # the initialization: no training loss yet
     caught: list[warnings.WarningMessage] = []
@@ -130,7 +162,7 @@ def _train(loss_name, data, *, epochs, seed, batch_size, lr, dim, device, knn_k,
         order = torch.randperm(n, generator=g, device=device)
         running = 0.0
         for i in range(steps_per_epoch):
-            x = as_float(x_train[order[i * batch_size:(i + 1) * batch_size]])
+            x = as_float(x_train[order[i * batch_size : (i + 1) * batch_size]])
             views = [normalize(augment(x, g), data) for _ in range(method.views)]
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, lr)
@@ -160,13 +192,21 @@ def _train(loss_name, data, *, epochs, seed, batch_size, lr, dim, device, knn_k,
 
     f_train, _ = embed(model, data.x_train, data, device)
     f_test, _ = embed(model, data.x_test, data, device)
-    result = {"loss_name": loss_name, "seed": seed, "epochs": epochs, "dataset": data.name,
-              **evaluate_features(f_train, data.y_train, f_test, data.y_test, knn_k),
-              "effective_rank": [h["erank_features"] for h in history],
-              "loss": [h["train_loss"] for h in history[1:]],
-              "feature_dim": f_test.shape[1], "train_seconds": train_seconds,
-              "seconds": time.perf_counter() - start, "diverged": diverged,
-              "warnings": summarize_warnings(caught), "history": history}
+    result = {
+        "loss_name": loss_name,
+        "seed": seed,
+        "epochs": epochs,
+        "dataset": data.name,
+        **evaluate_features(f_train, data.y_train, f_test, data.y_test, knn_k),
+        "effective_rank": [h["erank_features"] for h in history],
+        "loss": [h["train_loss"] for h in history[1:]],
+        "feature_dim": f_test.shape[1],
+        "train_seconds": train_seconds,
+        "seconds": time.perf_counter() - start,
+        "diverged": diverged,
+        "warnings": summarize_warnings(caught),
+        "history": history,
+    }
     if diverged:
         result.update(linear_probe=float("nan"), knn=float("nan"))
     if return_model:

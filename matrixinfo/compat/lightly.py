@@ -25,7 +25,6 @@ the mapping is on the page :doc:`/coming_from_lightly`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +40,7 @@ from .._checks import (
 )
 from .._spectral import compute_dtype, full_precision
 from ..core import sylvester_logdet
-from ..functional import _classic
+from ..functional import _contrastive, _redundancy
 
 __all__ = [
     "BarlowTwinsLoss",
@@ -105,7 +104,7 @@ class BarlowTwinsLoss(nn.Module):
         Returns:
             0-d tensor to minimize.
         """
-        return _classic.barlow_twins_loss(
+        return _redundancy.barlow_twins_loss(
             z_a, z_b, lambda_param=self.lambda_param, gather_distributed=self.gather_distributed
         )
 
@@ -186,7 +185,7 @@ class VICRegLoss(nn.Module):
                     f"{name} of shape (B, d), got {shape_str(z.shape)}. Flatten the middle dimensions "
                     "into the batch if that is what you mean."
                 )
-        return _classic.vicreg_loss(
+        return _redundancy.vicreg_loss(
             z_a,
             z_b,
             lambda_param=self.lambda_param,
@@ -198,8 +197,10 @@ class VICRegLoss(nn.Module):
 
 
 def _memory_bank_entries(size) -> int:
-    """The number of stored negatives in lightly's ``memory_bank_size``
-    (an int, or a ``(num_features, dim)`` sequence)."""
+    """The number of stored negatives in lightly's ``memory_bank_size``.
+
+    It is an int, or a ``(num_features, dim)`` sequence.
+    """
     if isinstance(size, Sequence) and not isinstance(size, (str, bytes)) and len(size) >= 1:
         size = size[0]
     return check_int("NTXentLoss", "memory_bank_size", size, 0)
@@ -249,7 +250,7 @@ class NTXentLoss(nn.Module):
     def __init__(
         self,
         temperature: float = 0.5,
-        memory_bank_size: Union[int, Sequence[int]] = 0,
+        memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
     ) -> None:
         super().__init__()
@@ -274,7 +275,7 @@ class NTXentLoss(nn.Module):
         Returns:
             0-d tensor to minimize.
         """
-        return _classic.simclr_loss(
+        return _contrastive.simclr_loss(
             out0, out1, temperature=self.temperature, gather_distributed=self.gather_distributed
         )
 
@@ -346,8 +347,8 @@ class NegativeCosineSimilarity(nn.Module):
             )
         rows0 = x0.expand(shape).movedim(self.dim, -1).reshape(-1, shape[self.dim])
         rows1 = x1.expand(shape).movedim(self.dim, -1).reshape(-1, shape[self.dim])
-        if self.eps == _classic._NORM_EPS and rows0.shape[0] >= 2:
-            return _classic.negative_cosine_similarity_loss(rows0, rows1)
+        if self.eps == _contrastive._NORM_EPS and rows0.shape[0] >= 2:
+            return _contrastive.negative_cosine_similarity_loss(rows0, rows1)
         with full_precision(rows0.device.type):
             work = compute_dtype(torch.promote_types(rows0.dtype, rows1.dtype))
             a, b = rows0.to(work), rows1.to(work)

@@ -1,18 +1,18 @@
-"""Classic self-supervised losses as drop-in :class:`torch.nn.Module`s.
+r"""Classic self-supervised losses as drop-in :class:`torch.nn.Module`\ s.
 
-Each ``forward`` calls its functional twin in :mod:`matrixinfo.functional`,
-whose docstring holds the formula, the authors' definition and the defaults.
-Hyperparameters are keyword-only, named as in lightly where lightly has the
-loss, and validated when the module is built.
+Each class documents its constructor and its shapes; its formula is written
+once, in its functional twin of :mod:`matrixinfo.functional`, and shown in the
+class docstring from there. Hyperparameters are keyword-only, named as in
+lightly where lightly has the loss, and validated when the module is built.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .._checks import MatrixInfoValueError, check_flag, check_int, check_number, shape_str
-from ..functional import _classic
+from ..functional import _contrastive, _redundancy
+from ._base import _Loss
 
 __all__ = [
     "BYOLLoss",
@@ -25,18 +25,18 @@ __all__ = [
 ]
 
 
-_check_flag = check_flag  # one check for every flag of the package
+class BarlowTwinsLoss(_Loss):
+    r"""Barlow Twins loss (Zbontar et al. 2021; paper eq. 4).
 
+    <formula>
 
-class BarlowTwinsLoss(nn.Module):
-    """Barlow Twins loss; see :func:`matrixinfo.functional.barlow_twins_loss`.
+    Reproduces the authors' code (facebookresearch/barlowtwins) with the defaults.
 
     Args:
         lambda_param: weight of the off-diagonal (redundancy-reduction) term,
-            ``>= 0``. Default 0.0051 is the authors' value; lightly's default
-            is 5e-3.
+            ``>= 0``. Default 0.0051, the authors' value (lightly's is 5e-3).
         gather_distributed: standardize and correlate over the global batch of
-            all processes (as the authors do with synchronized batch norm).
+            all processes (as the authors do with synchronized batch norm). Default False.
 
     Shape:
         - ``z1``, ``z2``: ``(B, d)`` with ``B >= 2``.
@@ -50,30 +50,41 @@ class BarlowTwinsLoss(nn.Module):
         0.00255
     """
 
+    functional = staticmethod(_redundancy.barlow_twins_loss)
+
     def __init__(self, *, lambda_param: float = 0.0051, gather_distributed: bool = False) -> None:
         super().__init__()
         name = type(self).__name__
         self.lambda_param = check_number(name, "lambda_param", lambda_param, minimum=0.0)
-        self.gather_distributed = _check_flag(name, "gather_distributed", gather_distributed)
+        self.gather_distributed = check_flag(name, "gather_distributed", gather_distributed)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return _classic.barlow_twins_loss(
-            z1, z2, lambda_param=self.lambda_param, gather_distributed=self.gather_distributed
-        )
+        """The loss of one view pair.
 
-    def extra_repr(self) -> str:
-        return f"lambda_param={self.lambda_param}, gather_distributed={self.gather_distributed}"
+        Args:
+            z1: ``(B, d)`` embeddings of the first view.
+            z2: ``(B, d)`` embeddings of the second view.
+
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(z1, z2, **self._options())
 
 
-class VICRegLoss(nn.Module):
-    """VICReg loss; see :func:`matrixinfo.functional.vicreg_loss`.
+class VICRegLoss(_Loss):
+    r"""VICReg loss (Bardes et al. 2022; paper eq. 5).
+
+    <formula>
+
+    Reproduces the authors' code (facebookresearch/vicreg) with the defaults.
 
     Args:
-        lambda_param: weight of the invariance (MSE) term, default 25.
-        mu_param: weight of the variance term, default 25.
-        nu_param: weight of the covariance term, default 1.
-        gather_distributed: compute every term over the global batch.
-        eps: added to the variance before the square root, default 1e-4.
+        lambda_param: weight of the invariance (MSE) term, ``>= 0``. Default 25.
+        mu_param: weight of the variance (hinge on the standard deviation)
+            term, ``>= 0``. Default 25.
+        nu_param: weight of the covariance term, ``>= 0``. Default 1.
+        gather_distributed: compute every term over the global batch. Default False.
+        eps: ``>= 0``, added to the variance before the square root. Default 1e-4.
 
     Shape:
         - ``z1``, ``z2``: ``(B, d)`` with ``B >= 2``.
@@ -86,6 +97,8 @@ class VICRegLoss(nn.Module):
         >>> bool(VICRegLoss(mu_param=0.0)(z, z) == 0)  # aligned and decorrelated
         True
     """
+
+    functional = staticmethod(_redundancy.vicreg_loss)
 
     def __init__(
         self,
@@ -101,34 +114,34 @@ class VICRegLoss(nn.Module):
         self.lambda_param = check_number(name, "lambda_param", lambda_param, minimum=0.0)
         self.mu_param = check_number(name, "mu_param", mu_param, minimum=0.0)
         self.nu_param = check_number(name, "nu_param", nu_param, minimum=0.0)
-        self.gather_distributed = _check_flag(name, "gather_distributed", gather_distributed)
+        self.gather_distributed = check_flag(name, "gather_distributed", gather_distributed)
         self.eps = check_number(name, "eps", eps, minimum=0.0)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return _classic.vicreg_loss(
-            z1,
-            z2,
-            lambda_param=self.lambda_param,
-            mu_param=self.mu_param,
-            nu_param=self.nu_param,
-            gather_distributed=self.gather_distributed,
-            eps=self.eps,
-        )
+        """The loss of one view pair.
 
-    def extra_repr(self) -> str:
-        return (
-            f"lambda_param={self.lambda_param}, mu_param={self.mu_param}, nu_param={self.nu_param}, "
-            f"gather_distributed={self.gather_distributed}, eps={self.eps}"
-        )
+        Args:
+            z1: ``(B, d)`` embeddings of the first view.
+            z2: ``(B, d)`` embeddings of the second view.
+
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(z1, z2, **self._options())
 
 
-class SimCLRLoss(nn.Module):
-    """SimCLR's NT-Xent loss; see :func:`matrixinfo.functional.simclr_loss`.
+class SimCLRLoss(_Loss):
+    r"""SimCLR's NT-Xent loss (Chen et al. 2020; paper eq. 1).
+
+    <formula>
+
+    Reproduces the definition shared by lightly's ``NTXentLoss``, solo-learn
+    and pytorch-metric-learning at equal temperature.
 
     Args:
-        temperature: softmax temperature ``> 0``, default 0.5 (lightly's).
+        temperature: softmax temperature :math:`\tau > 0`. Default 0.5 (lightly's).
         gather_distributed: take the negatives from the global batch; the value
-            is then the full-batch value on every process.
+            is then the full-batch value on every process. Default False.
 
     Shape:
         - ``z1``, ``z2``: ``(B, d)`` with ``B >= 2``; rows need not be normalized.
@@ -143,24 +156,34 @@ class SimCLRLoss(nn.Module):
         True
     """
 
+    functional = staticmethod(_contrastive.simclr_loss)
+
     def __init__(self, *, temperature: float = 0.5, gather_distributed: bool = False) -> None:
         super().__init__()
         name = type(self).__name__
         self.temperature = check_number(name, "temperature", temperature, minimum=0.0, strict=True)
-        self.gather_distributed = _check_flag(name, "gather_distributed", gather_distributed)
+        self.gather_distributed = check_flag(name, "gather_distributed", gather_distributed)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return _classic.simclr_loss(z1, z2, temperature=self.temperature, gather_distributed=self.gather_distributed)
+        """The loss of one view pair (symmetric in the views).
 
-    def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"
+        Args:
+            z1: ``(B, d)`` embeddings of the first view.
+            z2: ``(B, d)`` embeddings of the second view.
+
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(z1, z2, **self._options())
 
 
-class NegativeCosineSimilarityLoss(nn.Module):
-    """SimSiam's negative cosine similarity; see
-    :func:`matrixinfo.functional.negative_cosine_similarity_loss`.
+class NegativeCosineSimilarityLoss(_Loss):
+    r"""SimSiam's negative cosine similarity (Chen & He 2021; paper eq. 2).
 
-    No hyperparameters. The target is not detached by the loss: pass
+    <formula>
+
+    Reproduces the authors' per-pair loss (facebookresearch/simsiam). It has
+    no hyperparameters. The target is not detached by the loss: pass
     ``target.detach()`` for SimSiam's stop-gradient.
 
     Shape:
@@ -175,15 +198,34 @@ class NegativeCosineSimilarityLoss(nn.Module):
         tensor(-1., dtype=torch.float64)
     """
 
+    functional = staticmethod(_contrastive.negative_cosine_similarity_loss)
+    min_batch = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+
     def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return _classic.negative_cosine_similarity_loss(online, target)
+        """The loss of one (prediction, target) pair.
+
+        Args:
+            online: ``(B, d)`` predictor output.
+            target: ``(B, d)`` the other branch's projection (not detached here).
+
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(online, target)
 
 
-class BYOLLoss(nn.Module):
-    """BYOL's loss ``2 - 2 cos``; see :func:`matrixinfo.functional.byol_loss`.
+class BYOLLoss(_Loss):
+    r"""BYOL's loss ``2 - 2 cos`` (Grill et al. 2020; paper eq. 3).
 
-    No hyperparameters. The target (the EMA network's projection) is not
-    detached by the loss: compute it under ``torch.no_grad()`` or detach it.
+    <formula>
+
+    Reproduces the authors' per-pair loss (google-deepmind/deepmind-research,
+    ``byol``). It has no hyperparameters. The target (the EMA network's
+    projection) is not detached by the loss: compute it under
+    ``torch.no_grad()`` or detach it.
 
     Shape:
         - ``online``: ``(B, d)`` predictor output; ``target``: ``(B, d)``.
@@ -197,19 +239,40 @@ class BYOLLoss(nn.Module):
         tensor(0., dtype=torch.float64)
     """
 
+    functional = staticmethod(_contrastive.byol_loss)
+    min_batch = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+
     def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return _classic.byol_loss(online, target)
+        """The loss of one (prediction, target) pair.
+
+        Args:
+            online: ``(B, d)`` predictor output.
+            target: ``(B, d)`` the EMA network's projection (not detached here).
+
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(online, target)
 
 
-class SpectralContrastiveLoss(nn.Module):
-    """Spectral contrastive loss; see
-    :func:`matrixinfo.functional.spectral_contrastive_loss`.
+class SpectralContrastiveLoss(_Loss):
+    r"""Spectral contrastive loss (HaoChen et al. 2021).
+
+    <formula>
+
+    The paper discusses it (sections 3.1 and 5.1) but gives it no numbered equation.
+
+    Reproduces the authors' code (jhaochenz96/spectral_contrastive_learning,
+    ``models/spectral.py``) with the defaults.
 
     Args:
         mu: ``> 0``; rows are projected into the ball of radius ``sqrt(mu)``
             and the loss is divided by ``mu``. Default 1 (the authors' CIFAR
             value; ImageNet 10).
-        gather_distributed: pair each process's rows with the global batch.
+        gather_distributed: pair each process's rows with the global batch. Default False.
 
     Shape:
         - ``z1``, ``z2``: ``(B, d)`` with ``B >= 2``.
@@ -222,22 +285,34 @@ class SpectralContrastiveLoss(nn.Module):
         tensor(-2., dtype=torch.float64)
     """
 
+    functional = staticmethod(_contrastive.spectral_contrastive_loss)
+
     def __init__(self, *, mu: float = 1.0, gather_distributed: bool = False) -> None:
         super().__init__()
         name = type(self).__name__
         self.mu = check_number(name, "mu", mu, minimum=0.0, strict=True)
-        self.gather_distributed = _check_flag(name, "gather_distributed", gather_distributed)
+        self.gather_distributed = check_flag(name, "gather_distributed", gather_distributed)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return _classic.spectral_contrastive_loss(z1, z2, mu=self.mu, gather_distributed=self.gather_distributed)
+        """The loss of one view pair.
 
-    def extra_repr(self) -> str:
-        return f"mu={self.mu}, gather_distributed={self.gather_distributed}"
+        Args:
+            z1: ``(B, d)`` embeddings of the first view.
+            z2: ``(B, d)`` embeddings of the second view.
+
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(z1, z2, **self._options())
 
 
-class CorInfoMaxLoss(nn.Module):
-    """CorInfoMax loss with its running estimates; see
-    :func:`matrixinfo.functional.corinfomax_loss`.
+class CorInfoMaxLoss(_Loss):
+    r"""CorInfoMax loss with its running estimates (Ozsoy et al. 2022; paper eq. 7).
+
+    <formula>
+
+    Reproduces the authors' code (serdarozsoy/corinfomax-ssl, ``loss.py``)
+    with the defaults.
 
     The running covariances and means of both branches are float64 buffers
     ``R1``, ``R2`` (``(dim, dim)``, initially the identity) and ``mu1``,
@@ -249,12 +324,12 @@ class CorInfoMaxLoss(nn.Module):
     out of such calls, the estimates are meant to stay float64.
 
     Args:
-        dim: embedding dimension ``d``.
-        alpha: weight of the mean squared error, default 500.
-        eps: diagonal regularization of the covariances, default 1e-6.
-        forgetting: weight of the history in the running estimates, default 0.01.
+        dim: embedding dimension ``d``, an integer ``>= 1`` (sizes the running estimates).
+        alpha: weight of the mean squared error, ``>= 0``. Default 500.
+        eps: diagonal regularization of the covariances, ``> 0``. Default 1e-6.
+        forgetting: weight of the history in the running estimates, in ``[0, 1]``. Default 0.01.
         gather_distributed: estimate over the global batch, so that every
-            process holds the same running estimates.
+            process holds the same running estimates. Default False.
 
     Shape:
         - ``z1``, ``z2``: ``(B, dim)`` with ``B >= 2``.
@@ -271,6 +346,10 @@ class CorInfoMaxLoss(nn.Module):
         tensor([[1., 0.],
                 [0., 1.]], dtype=torch.float64)
     """
+
+    functional = staticmethod(_redundancy.corinfomax_loss)
+    needs_dim = True
+    stateful = True
 
     R1: torch.Tensor
     R2: torch.Tensor
@@ -294,27 +373,31 @@ class CorInfoMaxLoss(nn.Module):
         self.forgetting = check_number(name, "forgetting", forgetting, minimum=0.0)
         if self.forgetting > 1.0:
             raise MatrixInfoValueError(f"{name}: expected forgetting <= 1, got {forgetting!r}.")
-        self.gather_distributed = _check_flag(name, "gather_distributed", gather_distributed)
-        initial = _classic.CorInfoMaxState.initial(dim)
-        for field, tensor in zip(_classic.CorInfoMaxState._fields, initial):
+        self.gather_distributed = check_flag(name, "gather_distributed", gather_distributed)
+        initial = _redundancy.CorInfoMaxState.initial(dim)
+        for field, tensor in zip(_redundancy.CorInfoMaxState._fields, initial):
             self.register_buffer(field, tensor)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """The loss of one view pair; in training mode it also updates the running estimates.
+
+        Args:
+            z1: ``(B, dim)`` embeddings of the first view.
+            z2: ``(B, dim)`` embeddings of the second view.
+
+        Returns:
+            0-d tensor to minimize.
+
+        Raises:
+            MatrixInfoValueError: ``z1`` is not ``(B, dim)``.
+        """
         if isinstance(z1, torch.Tensor) and z1.ndim == 2 and z1.shape[1] != self.dim:
             raise MatrixInfoValueError(
                 f"{type(self).__name__}: expected z1 of shape (B, {self.dim}) for dim = {self.dim}, "
                 f"got {shape_str(z1.shape)}."
             )
-        state = _classic.CorInfoMaxState(self.R1, self.R2, self.mu1, self.mu2)
-        loss, new_state = _classic.corinfomax_loss(
-            z1,
-            z2,
-            state,
-            alpha=self.alpha,
-            eps=self.eps,
-            forgetting=self.forgetting,
-            gather_distributed=self.gather_distributed,
-        )
+        state = _redundancy.CorInfoMaxState(self.R1, self.R2, self.mu1, self.mu2)
+        loss, new_state = self._twin(z1, z2, state, **self._options())
         if self.training:
             with torch.no_grad():
                 for buffer, value in zip(state, new_state):
@@ -325,12 +408,6 @@ class CorInfoMaxLoss(nn.Module):
         """Restore the initial estimates: identity covariances, zero means."""
         with torch.no_grad():
             for buffer, value in zip(
-                (self.R1, self.R2, self.mu1, self.mu2), _classic.CorInfoMaxState.initial(self.dim)
+                (self.R1, self.R2, self.mu1, self.mu2), _redundancy.CorInfoMaxState.initial(self.dim)
             ):
                 buffer.copy_(value)
-
-    def extra_repr(self) -> str:
-        return (
-            f"dim={self.dim}, alpha={self.alpha}, eps={self.eps}, forgetting={self.forgetting}, "
-            f"gather_distributed={self.gather_distributed}"
-        )

@@ -1,24 +1,43 @@
-"""nn.Module wrapper of the Matrix-LLM loss (paper appendix B)."""
+r"""nn.Module wrapper of the Matrix-LLM loss (paper appendix B, eq. 23)."""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .. import functional as Fm
 from .._checks import MatrixInfoValueError, check_choice, check_flag, check_int, check_number
+from ._base import _Loss
 
 __all__ = ["MatrixLLMLoss"]
 
 
-class MatrixLLMLoss(nn.Module):
-    """Cross-entropy plus matrix cross-entropy over token embeddings (paper eq. 23);
-    see :func:`matrixinfo.functional.matrix_llm_loss` for the formula, the
-    regularization and the scalable ``"topk"`` method.
+class MatrixLLMLoss(_Loss):
+    r"""Cross-entropy plus matrix cross-entropy over token embeddings (paper eq. 23).
 
-    ``forward(logits, target, embedding)``: logits ``(N, n)``, target ``(N,)``
-    class indices (or ``(N, n)`` probabilities), embedding ``(n, d)`` — pass the
-    LM head's weight, e.g. ``criterion(logits, labels, model.lm_head.weight)``.
+    <formula>
+
+    It reproduces the paper's definition for language models (appendix B; no
+    authors' code is public), and ``method="exact"`` is checked against SciPy in
+    the tests.
+
+    Args:
+        mce_weight: weight :math:`w \ge 0` of the matrix cross-entropy term. Default 1 (eq. 23).
+        method: ``"topk"`` (default; the scalable approximation: the ``top_k``
+            most probable tokens exactly, the rest in a ``rank``-dimensional
+            subspace) or ``"exact"`` (the full ``(d, d)`` matrices).
+        top_k: number of most probable tokens kept exactly by ``"topk"``, an integer ``>= 1``. Default 32.
+        rank: dimension ``>= 0`` of the shared subspace of the other tokens
+            (``"topk"``; 0 keeps an isotropic rest only). Default 32.
+        eps: :math:`\varepsilon > 0` added to the covariances. Default 1e-6.
+        ignore_index: target value whose positions are skipped (class-index
+            targets), any integer. Default -100, as :class:`torch.nn.CrossEntropyLoss`.
+        detach_embedding: stop the MCE term's gradient into ``embedding``. Default False.
+
+    Shape:
+        - ``logits``: ``(N, n)`` (or ``(*, n)``, flattened) over a vocabulary of ``n`` tokens.
+        - ``target``: ``(N,)`` class indices or ``(N, n)`` probabilities.
+        - ``embedding``: ``(n, d)``, e.g. the LM head's weight.
+        - Output: ``()``, to minimize.
 
     Examples:
         >>> import torch
@@ -30,8 +49,21 @@ class MatrixLLMLoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, *, mce_weight: float = 1.0, method: str = "topk", top_k: int = 32, rank: int = 32, eps: float = 1e-6,
-                 ignore_index: int = -100, detach_embedding: bool = False):
+    functional = staticmethod(Fm.matrix_llm_loss)
+    inputs = "llm"
+    variants = {"topk": {"method": "topk"}, "exact": {"method": "exact"}}
+
+    def __init__(
+        self,
+        *,
+        mce_weight: float = 1.0,
+        method: str = "topk",
+        top_k: int = 32,
+        rank: int = 32,
+        eps: float = 1e-6,
+        ignore_index: int = -100,
+        detach_embedding: bool = False,
+    ) -> None:
         super().__init__()
         name = type(self).__name__
         check_number(name, "mce_weight", mce_weight, minimum=0.0)
@@ -45,12 +77,37 @@ class MatrixLLMLoss(nn.Module):
         self.ignore_index = ignore_index
         self.detach_embedding = check_flag(name, "detach_embedding", detach_embedding)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        return Fm.matrix_llm_loss(
-            logits, target, embedding, mce_weight=self.mce_weight, method=self.method, top_k=self.top_k,
-            rank=self.rank, eps=self.eps, ignore_index=self.ignore_index, detach_embedding=self.detach_embedding,
-        )
+    @classmethod
+    def example_inputs(
+        cls,
+        batch: int = 12,
+        dim: int = 6,
+        *,
+        views: int | None = None,
+        dtype: torch.dtype = torch.float64,
+        seed: int = 0,
+    ) -> tuple[torch.Tensor, ...]:
+        """Representative inputs: ``(batch, 20)`` logits, ``(batch,)`` labels and a ``(20, dim)`` embedding.
 
-    def extra_repr(self) -> str:
-        return (f"mce_weight={self.mce_weight}, method={self.method!r}, top_k={self.top_k}, rank={self.rank}, eps={self.eps}, "
-                f"ignore_index={self.ignore_index}, detach_embedding={self.detach_embedding}")
+        ``views`` is unused (the signature is the base class's).
+        """
+        g = torch.Generator().manual_seed(seed)
+        vocabulary = 20
+        logits = torch.randn(batch, vocabulary, generator=g, dtype=dtype)
+        target = torch.randint(0, vocabulary, (batch,), generator=g)
+        embedding = torch.randn(vocabulary, dim, generator=g, dtype=dtype)
+        return logits, target, embedding
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """The loss of one batch of token predictions.
+
+        Args:
+            logits: ``(N, n)`` unnormalized scores.
+            target: ``(N,)`` class indices or ``(N, n)`` probabilities.
+            embedding: ``(n, d)`` token embeddings; pass the LM head's weight,
+                e.g. ``criterion(logits, labels, model.lm_head.weight)``.
+
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(logits, target, embedding, **self._options())

@@ -1,17 +1,20 @@
-"""nn.Module wrappers of the matrix-information losses.
+r"""nn.Module losses of matrix information theory.
 
-The formulas, defaults and their sources are documented once, in the
-functional twins of :mod:`matrixinfo.functional`; each class validates its
-hyperparameters at construction and calls its twin in ``forward``.
+Matrix-SSL (eqs. 20-22), the uniformity losses (eqs. 16-17), the coding-rate
+family (TCR, EMP-TCR, EMP-SSL) and MEC.
+
+Each class documents its constructor and its shapes; its formula is written once,
+in its functional twin of :mod:`matrixinfo.functional`, and shown in the class
+docstring from there.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .. import functional as Fm
-from .._checks import check_choice, check_flag, check_int, check_number, warnings_owned_by
+from .._checks import check_choice, check_flag, check_int, check_number
+from ._base import _Loss, views_of
 
 __all__ = [
     "EMPSSLLoss",
@@ -25,54 +28,43 @@ __all__ = [
     "UniformityMKLLoss",
 ]
 
+# Every matrix loss has both methods, each tested; Matrix-SSL's two formulations differ in exact mode too.
+_BOTH_METHODS = {"taylor": {"method": "taylor"}, "exact": {"method": "exact"}}
+_WITH_PAPER = {**_BOTH_METHODS, "paper-exact": {"method": "exact", "formulation": "paper"}}
 
-def _validate(name: str, method, order, methods=("taylor", "exact"), gather_distributed=False, check_radius=True,
-              **numbers) -> None:
+
+def _check_common(name: str, method, order, gather_distributed, check_radius, methods=("taylor", "exact")) -> None:
     check_choice(name, "method", method, methods)
     check_int(name, "order", order, 1)
     check_flag(name, "gather_distributed", gather_distributed)
     check_flag(name, "check_radius", check_radius)
-    for key, spec in numbers.items():
-        value, minimum, strict = spec[:3]
-        if value is not None:
-            check_number(name, key, value, minimum=minimum, strict=strict, maximum=spec[3] if len(spec) > 3 else None)
 
 
-class _PairLoss(nn.Module):
-    """``forward(online, target)``; options stored as attributes and passed through."""
+class MatrixKLUniformityLoss(_Loss):
+    r"""Matrix-KL uniformity loss of Matrix-SSL (paper eq. 20), per (online, target) view pair.
 
-    _fn = None
-    _options: tuple[str, ...] = ()
-    #: The latest warning of this loss (shown once per instance; see :class:`matrixinfo.MatrixInfoWarning`).
-    last_warning = None
+    <formula>
 
-    def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self._call(online, target)
+    Reproduces the uniformity term of the Matrix-SSL authors' code
+    (yifanzhang-pro/Matrix-SSL, ``main_pretrain.py``) with the defaults.
 
-    def _call(self, *inputs: torch.Tensor) -> torch.Tensor:
-        options = {k: getattr(self, k) for k in self._options}
-        if torch.compiler.is_compiling():  # a compiled graph reads nothing on the host, so it never warns
-            return type(self)._fn(*inputs, **options)
-        with warnings_owned_by(self):  # each warning shown once per instance (MatrixInfoWarning)
-            return type(self)._fn(*inputs, **options)
+    Args:
+        lam: weight :math:`w \ge 0` of the identity target in the official
+            formulation; ignored by ``formulation="paper"``. Default 1.
+        mu: shift :math:`\mu > 0` added to the cross-covariance; with ``mu=1``
+            the Taylor series is expanded around ``C = 0``. Default 1.
+        order: Taylor order, an integer ``>= 1`` (``method="taylor"`` only). Default 4.
+        method: ``"taylor"`` (default, the authors' truncated series) or
+            ``"exact"`` (Sylvester log-determinant on the smaller side).
+        formulation: ``"official"`` (default, the authors' code, divisor ``B``)
+            or ``"paper"`` (eq. 20 with the shift on both sides, divisor ``B - 1``).
+        gather_distributed: compute over the global batch of all processes. Default False.
+        check_radius: warn (once per instance) when the Taylor series is
+            outside its convergence radius; reads one value on the host. Default True.
 
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={getattr(self, k)!r}" for k in self._options)
-
-
-class _ViewsLoss(_PairLoss):
-    """``forward(*views)`` (one or more views, or a single sequence of views)."""
-
-    def forward(self, *views) -> torch.Tensor:  # type: ignore[override]
-        if len(views) == 1 and isinstance(views[0], (list, tuple)):
-            views = tuple(views[0])
-        return self._call(*views)
-
-
-class MatrixKLUniformityLoss(_PairLoss):
-    """Matrix-KL uniformity loss (paper eq. 20); see :func:`matrixinfo.functional.matrix_kl_uniformity_loss`.
-
-    ``forward(online, target)`` with ``(B, d)`` inputs returns a 0-d tensor to minimize.
+    Shape:
+        - ``online``, ``target``: ``(B, d)``, ``B >= 2`` (``B >= 3`` for ``"paper"``).
+        - Output: ``()``, to minimize.
 
     Examples:
         >>> import torch
@@ -82,24 +74,65 @@ class MatrixKLUniformityLoss(_PairLoss):
         torch.Size([])
     """
 
-    _fn = staticmethod(Fm.matrix_kl_uniformity_loss)
-    _options = ("lam", "mu", "order", "method", "formulation", "gather_distributed", "check_radius")
+    functional = staticmethod(Fm.matrix_kl_uniformity_loss)
+    variants = _BOTH_METHODS
 
-    def __init__(self, *, lam: float = 1.0, mu: float = 1.0, order: int = 4, method: str = "taylor",
-                 formulation: str = "official", gather_distributed: bool = False, check_radius: bool = True):
+    def __init__(
+        self,
+        *,
+        lam: float = 1.0,
+        mu: float = 1.0,
+        order: int = 4,
+        method: str = "taylor",
+        formulation: str = "official",
+        gather_distributed: bool = False,
+        check_radius: bool = True,
+    ) -> None:
         super().__init__()
         name = type(self).__name__
-        _validate(name, method, order, gather_distributed=gather_distributed, check_radius=check_radius,
-                  lam=(lam, 0.0, False), mu=(mu, 0.0, True))
+        _check_common(name, method, order, gather_distributed, check_radius)
+        check_number(name, "lam", lam, minimum=0.0)
+        check_number(name, "mu", mu, minimum=0.0, strict=True)
         check_choice(name, "formulation", formulation, ("official", "paper"))
         self.lam, self.mu, self.order, self.method = lam, mu, order, method
         self.formulation, self.gather_distributed, self.check_radius = formulation, gather_distributed, check_radius
 
+    def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of one view pair.
 
-class MatrixKLAlignmentLoss(_PairLoss):
-    """Matrix-KL alignment loss (paper eq. 21); see :func:`matrixinfo.functional.matrix_kl_alignment_loss`.
+        Args:
+            online: ``(B, d)`` online-branch embeddings (gradient flows here).
+            target: ``(B, d)`` target-branch embeddings; not detached here
+                (the authors compute them under ``no_grad``).
 
-    ``forward(online, target)`` with ``(B, d)`` inputs returns a 0-d tensor to minimize.
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(online, target, **self._options())
+
+
+class MatrixKLAlignmentLoss(_Loss):
+    r"""Matrix-KL alignment loss of Matrix-SSL (paper eq. 21), per (online, target) view pair.
+
+    <formula>
+
+    Reproduces the alignment term of the Matrix-SSL authors' code
+    (yifanzhang-pro/Matrix-SSL, ``main_pretrain.py``) with the defaults.
+
+    Args:
+        mu: shift :math:`\mu > 0` added to both covariances. Default 1.
+        order: Taylor order, an integer ``>= 1`` (``method="taylor"`` only). Default 4.
+        method: ``"taylor"`` (default, the authors' truncated series) or
+            ``"exact"`` (eigendecomposition).
+        formulation: ``"official"`` (default, the authors' cross term only,
+            divisor ``B``) or ``"paper"`` (the full matrix KL divergence, divisor ``B - 1``).
+        gather_distributed: compute over the global batch of all processes. Default False.
+        check_radius: warn (once per instance) when the Taylor series is
+            outside its convergence radius; reads one value on the host. Default True.
+
+    Shape:
+        - ``online``, ``target``: ``(B, d)``, ``B >= 2`` (``B >= 3`` for ``"paper"``).
+        - Output: ``()``, to minimize.
 
     Examples:
         >>> import torch
@@ -109,32 +142,73 @@ class MatrixKLAlignmentLoss(_PairLoss):
         True
     """
 
-    _fn = staticmethod(Fm.matrix_kl_alignment_loss)
-    _options = ("mu", "order", "method", "formulation", "gather_distributed", "check_radius")
+    functional = staticmethod(Fm.matrix_kl_alignment_loss)
+    variants = _WITH_PAPER
 
-    def __init__(self, *, mu: float = 1.0, order: int = 4, method: str = "taylor", formulation: str = "official",
-                 gather_distributed: bool = False, check_radius: bool = True):
+    def __init__(
+        self,
+        *,
+        mu: float = 1.0,
+        order: int = 4,
+        method: str = "taylor",
+        formulation: str = "official",
+        gather_distributed: bool = False,
+        check_radius: bool = True,
+    ) -> None:
         super().__init__()
         name = type(self).__name__
-        _validate(name, method, order, gather_distributed=gather_distributed, check_radius=check_radius,
-                  mu=(mu, 0.0, True))
+        _check_common(name, method, order, gather_distributed, check_radius)
+        check_number(name, "mu", mu, minimum=0.0, strict=True)
         check_choice(name, "formulation", formulation, ("official", "paper"))
         self.mu, self.order, self.method = mu, order, method
         self.formulation, self.gather_distributed, self.check_radius = formulation, gather_distributed, check_radius
 
+    def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of one view pair.
 
-class MatrixSSLLoss(_PairLoss):
-    """Matrix-SSL loss (paper eq. 22) for one (online, target) pair; see
-    :func:`matrixinfo.functional.matrix_ssl_loss`.
+        Args:
+            online: ``(B, d)`` online-branch embeddings (gradient flows here).
+            target: ``(B, d)`` target-branch embeddings; not detached here.
 
-    With no arguments it is the authors' per-pair loss (``lam = mu = gamma = 1``,
-    Taylor order 4). Symmetrize over the two view pairs as the authors do::
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(online, target, **self._options())
+
+
+class MatrixSSLLoss(_Loss):
+    r"""Matrix-SSL loss (paper eq. 22) for one (online, target) view pair.
+
+    <formula>
+
+    With no arguments it reproduces the Matrix-SSL authors' per-pair loss
+    (yifanzhang-pro/Matrix-SSL, ``main_pretrain.py``). As a module::
 
         criterion = MatrixSSLLoss()
         loss = 0.5 * (criterion(z1, p2) + criterion(z2, p1))
 
     where ``z`` are online outputs (with predictor) and ``p`` EMA-teacher
     outputs computed under ``torch.no_grad()``.
+
+    Args:
+        gamma: weight :math:`\gamma \ge 0` of the alignment term. Default 1.
+        lam: weight :math:`w \ge 0` of the identity target of the uniformity
+            term (official formulation; ignored by ``"paper"``). Default 1.
+        mu: shift :math:`\mu > 0` of both terms' covariances; ``mu=1`` keeps
+            the order-4 series within ~1e-6 of the exact value, ``mu=0.5``
+            about 1.5% off. Default 1.
+        order: Taylor order, an integer ``>= 1`` (``method="taylor"`` only). Default 4.
+        method: ``"taylor"`` (default, the authors' truncated series) or
+            ``"exact"`` (log-determinant and eigendecomposition).
+        formulation: ``"official"`` (default, the authors' code, divisor ``B``)
+            or ``"paper"`` (eqs. 20-21 as matrix cross-entropy and KL, divisor ``B - 1``).
+        gather_distributed: compute over the global batch of all processes. Default False.
+        check_radius: warn (once per instance) when a Taylor series is outside
+            its convergence radius; reads one value on the host. Default True.
+
+    Shape:
+        - ``online``, ``target``: ``(B, d)``, ``B >= 2`` (``B >= 3`` for ``"paper"``).
+        - Output: ``()``, to minimize.
 
     Examples:
         >>> import torch
@@ -144,25 +218,68 @@ class MatrixSSLLoss(_PairLoss):
         torch.Size([])
     """
 
-    _fn = staticmethod(Fm.matrix_ssl_loss)
-    _options = ("gamma", "lam", "mu", "order", "method", "formulation", "gather_distributed", "check_radius")
+    functional = staticmethod(Fm.matrix_ssl_loss)
+    formula_terms = (Fm.matrix_kl_uniformity_loss, Fm.matrix_kl_alignment_loss)
+    variants = _WITH_PAPER
 
-    def __init__(self, *, gamma: float = 1.0, lam: float = 1.0, mu: float = 1.0, order: int = 4,
-                 method: str = "taylor", formulation: str = "official", gather_distributed: bool = False,
-                 check_radius: bool = True):
+    def __init__(
+        self,
+        *,
+        gamma: float = 1.0,
+        lam: float = 1.0,
+        mu: float = 1.0,
+        order: int = 4,
+        method: str = "taylor",
+        formulation: str = "official",
+        gather_distributed: bool = False,
+        check_radius: bool = True,
+    ) -> None:
         super().__init__()
         name = type(self).__name__
-        _validate(name, method, order, gather_distributed=gather_distributed, check_radius=check_radius,
-                  gamma=(gamma, 0.0, False), lam=(lam, 0.0, False), mu=(mu, 0.0, True))
+        _check_common(name, method, order, gather_distributed, check_radius)
+        check_number(name, "gamma", gamma, minimum=0.0)
+        check_number(name, "lam", lam, minimum=0.0)
+        check_number(name, "mu", mu, minimum=0.0, strict=True)
         check_choice(name, "formulation", formulation, ("official", "paper"))
         self.gamma, self.lam, self.mu, self.order, self.method = gamma, lam, mu, order, method
         self.formulation, self.gather_distributed, self.check_radius = formulation, gather_distributed, check_radius
 
+    def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of one view pair.
 
-class UniformityMCELoss(_ViewsLoss):
-    """Uniformity-MCE loss (paper eq. 16); see :func:`matrixinfo.functional.uniformity_mce_loss`.
+        Args:
+            online: ``(B, d)`` online-branch embeddings (gradient flows here).
+            target: ``(B, d)`` target-branch embeddings; not detached here
+                (the authors compute them under ``no_grad``).
 
-    ``forward(*views)`` averages over one or more ``(B, d)`` views.
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(online, target, **self._options())
+
+
+class UniformityMCELoss(_Loss):
+    r"""Uniformity-MCE loss (paper eq. 16), averaged over one or more views.
+
+    <formula>
+
+    It reproduces the paper's definition (no authors' code is public); the
+    value is checked against SciPy's matrix logarithm in the tests.
+
+    Args:
+        lam: shift :math:`\lambda > 0` added to both matrices; ``None``
+            (default) means :math:`1/d`.
+        method: ``"exact"`` (default; Cholesky log-determinant on the smaller
+            side) or ``"taylor"``, which converges when :math:`\lambda > 0` and
+            :math:`\lambda + \|Z\|_2^2 / B < 2` (``0 < lam < 1`` suffices for unit rows).
+        order: Taylor order, an integer ``>= 1`` (``method="taylor"`` only). Default 4.
+        gather_distributed: compute over the global batch of all processes. Default False.
+        check_radius: warn (once per instance) when the Taylor series is
+            outside its convergence radius; reads one value on the host. Default True.
+
+    Shape:
+        - ``*views``: one or more ``(B, d)`` tensors of the same shape, ``B >= 2``.
+        - Output: ``()``, to minimize.
 
     Examples:
         >>> import torch
@@ -172,20 +289,61 @@ class UniformityMCELoss(_ViewsLoss):
         torch.Size([])
     """
 
-    _fn = staticmethod(Fm.uniformity_mce_loss)
-    _options = ("lam", "method", "order", "gather_distributed", "check_radius")
+    functional = staticmethod(Fm.uniformity_mce_loss)
+    inputs = "views"
+    variants = _BOTH_METHODS
 
-    def __init__(self, *, lam: float | None = None, method: str = "exact", order: int = 4,
-                 gather_distributed: bool = False, check_radius: bool = True):
+    def __init__(
+        self,
+        *,
+        lam: float | None = None,
+        method: str = "exact",
+        order: int = 4,
+        gather_distributed: bool = False,
+        check_radius: bool = True,
+    ) -> None:
         super().__init__()
-        _validate(type(self).__name__, method, order, gather_distributed=gather_distributed,
-                  check_radius=check_radius, lam=(lam, 0.0, True))
+        name = type(self).__name__
+        _check_common(name, method, order, gather_distributed, check_radius)
+        if lam is not None:
+            check_number(name, "lam", lam, minimum=0.0, strict=True)
         self.lam, self.method, self.order = lam, method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
+    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+        """The loss averaged over the views.
 
-class UniformityMKLLoss(UniformityMCELoss):
-    """Uniformity-MKL loss (paper eq. 17); see :func:`matrixinfo.functional.uniformity_mkl_loss`.
+        Args:
+            *views: one or more ``(B, d)`` embeddings (or a single list of them).
+
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(*views_of(views), **self._options())
+
+
+class UniformityMKLLoss(_Loss):
+    r"""Uniformity-MKL loss (paper eq. 17), averaged over one or more views.
+
+    <formula>
+
+    It reproduces the paper's definition (no authors' code is public); the
+    value is checked against SciPy's matrix logarithm in the tests.
+
+    Args:
+        lam: shift :math:`\lambda > 0` added to both matrices; ``None``
+            (default) means :math:`1/d`.
+        method: ``"exact"`` (default; Cholesky log-determinant on the smaller
+            side) or ``"taylor"``, which converges when :math:`\lambda > 0` and
+            :math:`\lambda + \|Z\|_2^2 / B < 2` (``0 < lam < 1`` suffices for unit rows).
+        order: Taylor order, an integer ``>= 1`` (``method="taylor"`` only). Default 4.
+        gather_distributed: compute over the global batch of all processes. Default False.
+        check_radius: warn (once per instance) when the Taylor series is
+            outside its convergence radius; reads one value on the host. Default True.
+
+    Shape:
+        - ``*views``: one or more ``(B, d)`` tensors of the same shape, ``B >= 2``.
+        - Output: ``()``, non-negative, to minimize.
 
     Examples:
         >>> import torch
@@ -195,15 +353,60 @@ class UniformityMKLLoss(UniformityMCELoss):
         True
     """
 
-    _fn = staticmethod(Fm.uniformity_mkl_loss)
+    functional = staticmethod(Fm.uniformity_mkl_loss)
+    inputs = "views"
+    variants = _BOTH_METHODS
+
+    def __init__(
+        self,
+        *,
+        lam: float | None = None,
+        method: str = "exact",
+        order: int = 4,
+        gather_distributed: bool = False,
+        check_radius: bool = True,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        _check_common(name, method, order, gather_distributed, check_radius)
+        if lam is not None:
+            check_number(name, "lam", lam, minimum=0.0, strict=True)
+        self.lam, self.method, self.order = lam, method, order
+        self.gather_distributed, self.check_radius = gather_distributed, check_radius
+
+    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+        """The loss averaged over the views.
+
+        Args:
+            *views: one or more ``(B, d)`` embeddings (or a single list of them).
+
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(*views_of(views), **self._options())
 
 
-class TCRLoss(_ViewsLoss):
-    """Total coding rate loss (paper eq. 6); ``eps`` is epsilon squared. See
-    :func:`matrixinfo.functional.tcr_loss`.
+class TCRLoss(_Loss):
+    r"""Total coding rate loss (paper eq. 6), averaged over one or more views.
 
-    ``forward(*views)`` averages the TCR of one or more ``(B, d)`` views.
-    Minimizing it maximizes the coding rate.
+    <formula>
+
+    Reproduces the TCR term of EMP-SSL's code (tsb0601/EMP-SSL) with the
+    defaults. Minimizing it maximizes the coding rate.
+
+    Args:
+        eps: :math:`\epsilon^2 > 0` (the squared distortion, not
+            :math:`\epsilon`). Default 0.2, EMP-SSL's.
+        method: ``"exact"`` (default; log-determinant on the smaller side) or
+            ``"taylor"`` (truncated series of the log).
+        order: Taylor order, an integer ``>= 1`` (``method="taylor"`` only). Default 4.
+        gather_distributed: compute over the global batch of all processes. Default False.
+        check_radius: warn (once per instance) when the Taylor series is
+            outside its convergence radius; reads one value on the host. Default True.
+
+    Shape:
+        - ``*views``: one or more ``(B, d)`` tensors of the same shape, ``B >= 2``.
+        - Output: ``()``, to minimize.
 
     Examples:
         >>> import torch
@@ -213,20 +416,59 @@ class TCRLoss(_ViewsLoss):
         True
     """
 
-    _fn = staticmethod(Fm.tcr_loss)
-    _options = ("eps", "method", "order", "gather_distributed", "check_radius")
+    functional = staticmethod(Fm.tcr_loss)
+    inputs = "views"
+    variants = {"exact": {"method": "exact"}, "taylor": {"method": "taylor"}}
 
-    def __init__(self, *, eps: float = 0.2, method: str = "exact", order: int = 4,
-                 gather_distributed: bool = False, check_radius: bool = True):
+    def __init__(
+        self,
+        *,
+        eps: float = 0.2,
+        method: str = "exact",
+        order: int = 4,
+        gather_distributed: bool = False,
+        check_radius: bool = True,
+    ) -> None:
         super().__init__()
-        _validate(type(self).__name__, method, order, gather_distributed=gather_distributed,
-                  check_radius=check_radius, eps=(eps, 0.0, True))
+        name = type(self).__name__
+        _check_common(name, method, order, gather_distributed, check_radius)
+        check_number(name, "eps", eps, minimum=0.0, strict=True)
         self.eps, self.method, self.order = eps, method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
+    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+        """The loss averaged over the views.
 
-class EMPTCRLoss(_ViewsLoss):
-    """Coding rate of the concatenated views (paper eq. 9); see :func:`matrixinfo.functional.emp_tcr_loss`.
+        Args:
+            *views: one or more ``(B, d)`` embeddings (or a single list of them).
+
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(*views_of(views), **self._options())
+
+
+class EMPTCRLoss(_Loss):
+    r"""Coding rate of the concatenated views (paper eq. 9).
+
+    <formula>
+
+    Reproduces eq. 9 as EMP-SSL's code computes it (tsb0601/EMP-SSL): the
+    scaling by ``n d`` and the division of each row by :math:`\sqrt n` cancel.
+
+    Args:
+        eps: :math:`\epsilon^2 > 0`. Default 0.2.
+        mu: weight :math:`\mu \ge 0` of the log-determinant. Default 0.5.
+        method: ``"exact"`` (default; log-determinant on the smaller side) or
+            ``"taylor"`` (truncated series of the log).
+        order: Taylor order, an integer ``>= 1`` (``method="taylor"`` only). Default 4.
+        gather_distributed: compute over the global batch of all processes. Default False.
+        check_radius: warn (once per instance) when the Taylor series is
+            outside its convergence radius; reads one value on the host. Default True.
+
+    Shape:
+        - ``*views``: ``n >= 1`` tensors ``(B, d)`` of the same shape, ``B >= 2``.
+        - Output: ``()``, to minimize.
 
     Examples:
         >>> import torch
@@ -236,22 +478,62 @@ class EMPTCRLoss(_ViewsLoss):
         torch.Size([])
     """
 
-    _fn = staticmethod(Fm.emp_tcr_loss)
-    _options = ("eps", "mu", "method", "order", "gather_distributed", "check_radius")
+    functional = staticmethod(Fm.emp_tcr_loss)
+    inputs = "views"
+    variants = {"exact": {"method": "exact"}, "taylor": {"method": "taylor"}}
 
-    def __init__(self, *, eps: float = 0.2, mu: float = 0.5, method: str = "exact", order: int = 4,
-                 gather_distributed: bool = False, check_radius: bool = True):
+    def __init__(
+        self,
+        *,
+        eps: float = 0.2,
+        mu: float = 0.5,
+        method: str = "exact",
+        order: int = 4,
+        gather_distributed: bool = False,
+        check_radius: bool = True,
+    ) -> None:
         super().__init__()
-        _validate(type(self).__name__, method, order, gather_distributed=gather_distributed,
-                  check_radius=check_radius, eps=(eps, 0.0, True), mu=(mu, 0.0, False))
+        name = type(self).__name__
+        _check_common(name, method, order, gather_distributed, check_radius)
+        check_number(name, "eps", eps, minimum=0.0, strict=True)
+        check_number(name, "mu", mu, minimum=0.0)
         self.eps, self.mu, self.method, self.order = eps, mu, method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
+    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+        """The coding rate of the concatenated views.
 
-class EMPSSLLoss(_ViewsLoss):
-    """EMP-SSL's total loss over patches; see :func:`matrixinfo.functional.emp_ssl_loss`.
+        Args:
+            *views: the ``n`` views, each ``(B, d)`` (or a single list of them).
 
-    ``forward(*views)`` takes the ``n`` patch embeddings, each ``(B, d)``.
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(*views_of(views), **self._options())
+
+
+class EMPSSLLoss(_Loss):
+    r"""EMP-SSL's total loss over the ``n`` patches (views) of each sample: TCR (paper eq. 6) plus invariance.
+
+    <formula>
+
+    Reproduces the loss of EMP-SSL's code (tsb0601/EMP-SSL) with the defaults.
+
+    Args:
+        eps: :math:`\epsilon^2 > 0` of the TCR term. Default 0.2.
+        invariance_weight: weight :math:`w_{\mathrm{inv}} \ge 0` of the
+            cosine invariance term. Default 200.
+        tcr_weight: weight :math:`w_{\mathrm{tcr}} \ge 0` of the TCR term. Default 1.
+        method: ``"exact"`` (default; log-determinant on the smaller side) or
+            ``"taylor"`` (truncated series of the log).
+        order: Taylor order, an integer ``>= 1`` (``method="taylor"`` only). Default 4.
+        gather_distributed: compute over the global batch of all processes. Default False.
+        check_radius: warn (once per instance) when the Taylor series is
+            outside its convergence radius; reads one value on the host. Default True.
+
+    Shape:
+        - ``*views``: ``n >= 1`` tensors ``(B, d)`` of the same shape, ``B >= 2``.
+        - Output: ``()``, to minimize.
 
     Examples:
         >>> import torch
@@ -261,29 +543,68 @@ class EMPSSLLoss(_ViewsLoss):
         torch.Size([])
     """
 
-    _fn = staticmethod(Fm.emp_ssl_loss)
-    _options = ("eps", "invariance_weight", "tcr_weight", "method", "order", "gather_distributed", "check_radius")
+    functional = staticmethod(Fm.emp_ssl_loss)
+    inputs = "views"
+    variants = {"exact": {"method": "exact"}, "taylor": {"method": "taylor"}}
 
-    def __init__(self, *, eps: float = 0.2, invariance_weight: float = 200.0, tcr_weight: float = 1.0,
-                 method: str = "exact", order: int = 4, gather_distributed: bool = False, check_radius: bool = True):
+    def __init__(
+        self,
+        *,
+        eps: float = 0.2,
+        invariance_weight: float = 200.0,
+        tcr_weight: float = 1.0,
+        method: str = "exact",
+        order: int = 4,
+        gather_distributed: bool = False,
+        check_radius: bool = True,
+    ) -> None:
         super().__init__()
-        _validate(type(self).__name__, method, order, gather_distributed=gather_distributed,
-                  check_radius=check_radius, eps=(eps, 0.0, True),
-                  invariance_weight=(invariance_weight, 0.0, False), tcr_weight=(tcr_weight, 0.0, False))
+        name = type(self).__name__
+        _check_common(name, method, order, gather_distributed, check_radius)
+        check_number(name, "eps", eps, minimum=0.0, strict=True)
+        check_number(name, "invariance_weight", invariance_weight, minimum=0.0)
+        check_number(name, "tcr_weight", tcr_weight, minimum=0.0)
         self.eps, self.invariance_weight, self.tcr_weight = eps, invariance_weight, tcr_weight
         self.method, self.order = method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
+    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+        """The loss over the patches.
 
-class MECLoss(_PairLoss):
-    """Maximum entropy coding loss (paper eq. 8) as the MEC authors optimize it;
-    see :func:`matrixinfo.functional.mec_loss`.
+        Args:
+            *views: the ``n`` patch embeddings, each ``(B, d)`` (or a single list of them).
 
-    With no arguments it is the authors' per-pair loss (``eps`` = epsilon^2 = 64,
-    Taylor order 4). For their lambda warm-up set the attribute ``lam_scale``
-    each epoch, from 1/8 rising linearly to 1 over the first 10 epochs::
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(*views_of(views), **self._options())
+
+
+class MECLoss(_Loss):
+    r"""Maximum entropy coding loss (paper eq. 8) as the MEC authors optimize it.
+
+    <formula>
+
+    With no arguments it reproduces the MEC authors' per-pair loss
+    (xinliu20/MEC: ``eps`` = :math:`\epsilon^2` = 64, Taylor order 4). For
+    their lambda warm-up set the attribute ``lam_scale`` each epoch, from 1/8
+    rising linearly to 1 over the first 10 epochs::
 
         criterion.lam_scale = min(1.0, 1 / 8 + (1 - 1 / 8) * epoch / 10)
+
+    Args:
+        eps: :math:`\epsilon^2 > 0` (the authors' ``--eps``). Default 64.
+        lam_scale: warm-up multiplier of :math:`\lambda`, in ``(0, 1]``. Default 1.
+        order: Taylor order, an integer ``>= 1`` (``method="taylor"`` only). Default 4.
+        method: ``"taylor"`` (default, the authors' truncated series) or
+            ``"exact"`` (LU log-determinant on the smaller side).
+        gather_distributed: compute over the global batch of all processes. Default False.
+        check_radius: warn (once per instance) when the Taylor series is
+            outside its convergence radius; reads one value on the host. Default True.
+
+    Shape:
+        - ``online``, ``target``: ``(B, d)``, ``B >= 2``.
+        - Output: ``()``, to minimize.
 
     Examples:
         >>> import torch
@@ -293,13 +614,35 @@ class MECLoss(_PairLoss):
         torch.Size([])
     """
 
-    _fn = staticmethod(Fm.mec_loss)
-    _options = ("eps", "lam_scale", "order", "method", "gather_distributed", "check_radius")
+    functional = staticmethod(Fm.mec_loss)
+    variants = _BOTH_METHODS
 
-    def __init__(self, *, eps: float = 64.0, lam_scale: float = 1.0, order: int = 4, method: str = "taylor",
-                 gather_distributed: bool = False, check_radius: bool = True):
+    def __init__(
+        self,
+        *,
+        eps: float = 64.0,
+        lam_scale: float = 1.0,
+        order: int = 4,
+        method: str = "taylor",
+        gather_distributed: bool = False,
+        check_radius: bool = True,
+    ) -> None:
         super().__init__()
-        _validate(type(self).__name__, method, order, gather_distributed=gather_distributed,
-                  check_radius=check_radius, eps=(eps, 0.0, True), lam_scale=(lam_scale, 0.0, True, 1.0))
+        name = type(self).__name__
+        _check_common(name, method, order, gather_distributed, check_radius)
+        check_number(name, "eps", eps, minimum=0.0, strict=True)
+        check_number(name, "lam_scale", lam_scale, minimum=0.0, strict=True, maximum=1.0)
         self.eps, self.lam_scale, self.order, self.method = eps, lam_scale, order, method
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
+
+    def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of one view pair.
+
+        Args:
+            online: ``(B, d)`` online-branch embeddings (gradient flows here).
+            target: ``(B, d)`` target-branch embeddings; not detached here.
+
+        Returns:
+            0-d tensor to minimize.
+        """
+        return self._twin(online, target, **self._options())

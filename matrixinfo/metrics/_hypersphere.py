@@ -2,16 +2,12 @@ r"""Alignment and uniformity on the hypersphere (Wang & Isola, 2020)."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .. import _spectral
 from .._checks import MatrixInfoValueError, check_number, shape_str
+from ..functional._hypersphere import alignment_terms, log_mean_pair_potential
 from ._common import ArrayLike, _as_samples, _check_finite
-
-# Rows of the pairwise block in uniformity: about this many bytes of distances per block.
-_PAIR_BLOCK_BYTES = 1 << 24
 
 
 def _normalized(fn: str, name: str, z, *, min_rows: int = 1) -> torch.Tensor:
@@ -70,9 +66,8 @@ def alignment(z1: ArrayLike, z2: ArrayLike, *, alpha: float = 2.0) -> float:
         raise MatrixInfoValueError(
             f"{fn}: expected z1 and z2 to have the same shape, got {shape_str(a.shape)} and {shape_str(b.shape)}."
         )
-    with torch.no_grad():
-        dist = (a - b.to(a.device, a.dtype)).to(torch.float64).norm(dim=1)
-        return float(dist.pow(alpha).mean())
+    with torch.no_grad():  # the maths of matrixinfo.functional.alignment_loss, in float64
+        return float(alignment_terms(a.to(torch.float64), b.to(a.device, torch.float64), float(alpha)).mean())
 
 
 def uniformity(z: ArrayLike, *, t: float = 2.0) -> float:
@@ -119,16 +114,6 @@ def uniformity(z: ArrayLike, *, t: float = 2.0) -> float:
     fn = "uniformity"
     t = check_number(fn, "t", t, minimum=0.0, strict=True)
     x = _normalized(fn, "z", z, min_rows=2)
-    n = x.shape[0]
-    rows = max(1, _PAIR_BLOCK_BYTES // (8 * n))
-    parts = []
+    # The maths of matrixinfo.functional.uniformity_loss, with distances and sums in float64.
     with torch.no_grad(), _spectral.precision(x):
-        for start in range(0, n, rows):
-            block = x[start : start + rows]
-            # Only pairs (i, j) with j > i: columns from this block's first row on (half the GEMM work).
-            sq = (2.0 - 2.0 * (block @ x[start:].mT).to(torch.float64)).clamp_min(0)
-            i = torch.arange(start, start + block.shape[0], device=x.device).unsqueeze(1)
-            j = torch.arange(start, n, device=x.device).unsqueeze(0)
-            parts.append(torch.logsumexp(torch.where(j > i, -t * sq, -math.inf).flatten(), 0))
-        # log-sum-exp, so that a large t (every term below float64's range) still gives a finite value
-        return float(torch.logsumexp(torch.stack(parts), 0)) - math.log(n * (n - 1) / 2)
+        return float(log_mean_pair_potential(x, t, accumulate=torch.float64))
