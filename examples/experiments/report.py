@@ -194,7 +194,13 @@ def render(summary: dict) -> str:
         "",
     ]
     text += _rst_table(header, summary["table"])
-    text += [".. _results-sweep:", "", "Equal-budget sweep (every seed of the table)", "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~", ""]
+    text += [
+        ".. _results-sweep:",
+        "",
+        "Equal-budget sweep (every seed of the table)",
+        "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~",
+        "",
+    ]
     text += _rst_table(header[:2] + header[2:], summary["sweep"])
     text += [
         ".. _results-ablation:",
