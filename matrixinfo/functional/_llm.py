@@ -31,7 +31,7 @@ from ..core import matrix_cross_entropy
 
 __all__ = ["matrix_llm_loss"]
 
-_METHODS = ("topk", "exact")
+_METHODS = ("subspace", "topk", "exact")
 
 
 # --------------------------------------------------------------------------- #
@@ -268,9 +268,9 @@ def matrix_llm_loss(
     embedding: torch.Tensor,
     *,
     mce_weight: float = 1.0,
-    method: str = "topk",
+    method: str = "subspace",
     top_k: int = 32,
-    rank: int = 32,
+    rank: int = 16,
     eps: float = 1e-6,
     ignore_index: int = -100,
     detach_embedding: bool = False,
@@ -432,7 +432,11 @@ def matrix_llm_loss(
             q = logq.exp()
             if method == "exact":
                 mce = _mce_exact(q, E, target, soft, eps)
-            else:
+            elif method == "subspace" and not soft:
+                from ._llm_subspace import mce_subspace
+
+                mce = mce_subspace(q, E, target.unsqueeze(-1), top_k, rank, eps)
+            else:  # "topk", and "subspace" with probability targets
                 idx_t, w_t, rest_t = _target_support(target, soft, top_k)
                 mce = _mce_topk(q, E, idx_t, w_t.to(work), rest_t, top_k, rank, eps)
             value = value + mce_weight * mce

@@ -14,7 +14,7 @@ __all__ = ["MatrixLLMLoss"]
 class MatrixLLMLoss(nn.Module):
     """Cross-entropy plus matrix cross-entropy over token embeddings (paper eq. 23);
     see :func:`matrixinfo.functional.matrix_llm_loss` for the formula, the
-    regularization and the scalable ``"topk"`` method.
+    regularization and the scalable ``"subspace"`` (default) and ``"topk"`` methods.
 
     ``forward(logits, target, embedding)``: logits ``(N, n)``, target ``(N,)``
     class indices (or ``(N, n)`` probabilities), embedding ``(n, d)`` — pass the
@@ -30,12 +30,12 @@ class MatrixLLMLoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, *, mce_weight: float = 1.0, method: str = "topk", top_k: int = 32, rank: int = 32, eps: float = 1e-6,
+    def __init__(self, *, mce_weight: float = 1.0, method: str = "subspace", top_k: int = 32, rank: int = 16, eps: float = 1e-6,
                  ignore_index: int = -100, detach_embedding: bool = False):
         super().__init__()
         name = type(self).__name__
         check_number(name, "mce_weight", mce_weight, minimum=0.0)
-        check_choice(name, "method", method, ("topk", "exact"))
+        check_choice(name, "method", method, ("subspace", "topk", "exact"))
         check_int(name, "top_k", top_k, 1)
         check_int(name, "rank", rank, 0)
         check_number(name, "eps", eps, minimum=0.0, strict=True)
