@@ -106,7 +106,7 @@ def test_all_ignored_gives_zero_with_finite_gradients():
 # its intermediates reach 1e6 and the float64 forward carries ~1e-11 noise,
 # which gradcheck's finite differences amplify past their tolerance. A larger
 # eps keeps the check about the derivative, not about rounding.
-@pytest.mark.parametrize("kw", [dict(method="exact"), dict(top_k=8, eps=1e-2), dict(top_k=3, rank=0)],
+@pytest.mark.parametrize("kw", [dict(method="exact"), dict(method="topk", top_k=8, eps=1e-2), dict(method="topk", top_k=3, rank=0)],
                          ids=["exact", "topk-whole-vocab", "topk-isotropic-rest"])
 def test_gradcheck_logits_and_embedding(kw):
     logits, target, E = case(3, 8, 3, seed=8)
@@ -181,7 +181,7 @@ def test_bad_input_messages():
         matrix_llm_loss(logits[0], target, E)
     with pytest.raises(TypeError, match=r"matrix_llm_loss: expected logits to have a real floating dtype"):
         matrix_llm_loss(logits.long(), target, E)
-    with pytest.raises(ValueError, match=r"MatrixLLMLoss: expected method to be one of 'topk', 'exact', got 'full'"):
+    with pytest.raises(ValueError, match=r"MatrixLLMLoss: expected method to be one of 'subspace', 'topk', 'exact', got 'full'"):
         MatrixLLMLoss(method="full")
 
 

@@ -66,6 +66,23 @@ class _Log1p(torch.autograd.Function):
         return U @ (_spectral.log_divided_difference(1.0 + w) * inner) @ U.mT
 
 
+def _jittered_cholesky(H: torch.Tensor) -> torch.Tensor:
+    """Cholesky factor of ``H + j I`` for a PSD Gram matrix ``H`` (entries
+    <= 1), singular when ``k + b > d`` or tokens are parallel. ``j`` starts at
+    ``10 s eps`` (``s`` the size: above rounding, below the accuracy that
+    matters) and grows by ``eps^(-1/3)`` while a factorization fails (one
+    host read of the status per try)."""
+    eps = torch.finfo(H.dtype).eps
+    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
+    jitter = 10 * H.shape[-1] * eps
+    for _ in range(3):
+        L, info = torch.linalg.cholesky_ex(H + jitter * eye)
+        if not bool((info > 0).any()):
+            break
+        jitter *= eps ** (-1.0 / 3.0)
+    return torch.linalg.cholesky(H + jitter * eye) if bool((info > 0).any()) else L
+
+
 def mce_subspace(q, E, idx_t, top_k, rank, eps):
     """``-e_y^T log(Qt) e_y + tr(Qt)`` per token (``(N,)``) for class-index
     targets ``idx_t`` ``(N, 1)``; ``q`` ``(N, n)`` the softmax, ``E`` ``(n, d)``
@@ -138,8 +155,7 @@ def mce_subspace(q, E, idx_t, top_k, rank, eps):
     S = torch.cat([torch.cat([torch.diag_embed(q_k), zkb], -1), torch.cat([zkb.mT, S_B], -1)], -2)
     EkO = inv_l(EkB.mT).mT  # E_k O
     H = torch.cat([torch.cat([E_k @ E_k.mT, EkO], -1), torch.cat([EkO.mT, OtO], -1)], -2)
-    # (k + b) delta: H is singular when k + b > d (rounding must not break the factorization).
-    L_H = torch.linalg.cholesky(H + (k + b) * delta * torch.eye(k + b, dtype=dt, device=dev))  # R = L_H^T
+    L_H = _jittered_cholesky(H)  # R = L_H^T
     # e_t = B u_{m+t} = O L_B^T u_{m+t}: c = (0, row m+t of L_B).
     c = torch.cat([torch.zeros(N, k, t, dtype=dt, device=dev), L_B_low.mT], -2)  # (N, k + b, t)
     Rc = L_H.mT @ c
