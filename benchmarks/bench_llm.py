@@ -34,9 +34,10 @@ SIZES = {"8192x512": (8192, 512, 256, 4.0), "32000x1024": (32000, 1024, 128, 3.0
 
 def cpu_name() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()
@@ -75,17 +76,19 @@ def time_size(n, d, N, kinds, repeats):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def errors(n, d, N, check, kind):
-    """Errors of one method against "exact", float64, on the first `check` tokens."""
+def gradients(n, d, N, check, **kw):
+    """Loss and gradients (logits, embedding) in float64 on the first `check` tokens."""
     hidden, weight, target = inputs(n, d, N, torch.float64)
-    logits = (hidden[:check] @ weight.T).detach()
-    out = {}
-    for name, kw in (("ref", dict(method="exact")), ("approx", dict(method=kind[0], top_k=kind[1], rank=kind[2]))):
-        lg, w = logits.clone().requires_grad_(True), weight.clone().requires_grad_(True)
-        v = matrix_llm_loss(lg, target[:check], w, **kw)
-        v.backward()
-        out[name] = (v.detach(), lg.grad, w.grad)
-    (v0, l0, e0), (v1, l1, e1) = out["ref"], out["approx"]
+    lg = (hidden[:check] @ weight.T).detach().requires_grad_(True)
+    w = weight.clone().requires_grad_(True)
+    v = matrix_llm_loss(lg, target[:check], w, **kw)
+    v.backward()
+    return v.detach(), lg.grad, w.grad
+
+
+def errors(ref, approx):
+    """Relative errors of the loss and of the two gradients."""
+    (v0, l0, e0), (v1, l1, e1) = ref, approx
     return (float(abs(v1 - v0) / abs(v0)), float((l1 - l0).norm() / l0.norm()), float((e1 - e0).norm() / e0.norm()))
 
 
@@ -98,16 +101,17 @@ def peak_mb(size, kind):
 
 def probe(size, kind_repr):
     n, d, N, _ = SIZES[size]
-    kind = eval(kind_repr)  # noqa: S307 - our own repr, passed to our own child process
+    kind = eval(kind_repr)
     hidden, weight, target = inputs(n, d, N)
     weight.requires_grad_(True)
     h = hidden.clone().requires_grad_(True)
     step(kind, h, weight, target)
     # VmHWM: the peak RSS of this process image (ru_maxrss would carry the
     # parent's peak across fork + exec on Linux).
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM"):
-            print(int(line.split()[1]) / 1024)
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM"):
+                print(int(line.split()[1]) / 1024)
 
 
 def main() -> None:
@@ -141,8 +145,9 @@ def main() -> None:
         if args.check:
             print(f"\nError against method='exact' (float64, the first {args.check} tokens): "
                   "loss, gradient w.r.t. logits, gradient w.r.t. embedding (relative)\n")
+            ref = gradients(n, d, N, args.check, method="exact")
             for k in kinds[1:]:
-                e = errors(n, d, N, args.check, k)
+                e = errors(ref, gradients(n, d, N, args.check, method=k[0], top_k=k[1], rank=k[2]))
                 print(f"- {k[0]}, top_k={k[1]}, rank={k[2]}: {e[0]:.2e}, {e[1]:.2e}, {e[2]:.2e}")
 
 

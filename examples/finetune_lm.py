@@ -27,9 +27,9 @@ import time
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from tiny_lm import TinyCausalLM, batches, build_corpus, evaluate  # noqa: E402
+from tiny_lm import TinyCausalLM, batches, build_corpus, evaluate
 
-from matrixinfo.losses import MatrixLLMLoss  # noqa: E402
+from matrixinfo.losses import MatrixLLMLoss
 
 FIELDS = ["ce", "ppl", "acc", "q_y", "eQe", "erank"]
 
@@ -141,20 +141,20 @@ def report(args, corpus, rows, configs, out, wall, t_pre) -> None:
         "# Fine-tuning a pre-trained word-level LM: cross-entropy versus CE + MCE (eq. 23)", "",
         "Regenerate with (from the repository root, about 35 minutes on one shared thread):", "",
         "```", "python " + " ".join(["examples/finetune_lm.py"] + sys.argv[1:]), "```", "",
-        f"Hardware: {cpu_name()} CPU, {args.threads} torch thread(s), shared with other "
-        f"jobs; torch {torch.__version__}, Python {platform.python_version()}. Wall time {wall / 60:.1f} min "
-        f"(pre-training {t_pre / 60:.1f} min).", "",
+        (f"Hardware: {cpu_name()} CPU, {args.threads} torch thread(s), shared with other "
+         f"jobs; torch {torch.__version__}, Python {platform.python_version()}. Wall time {wall / 60:.1f} min "
+         f"(pre-training {t_pre / 60:.1f} min)."), "",
         f"Text: {corpus.info}. Vocabulary: {len(corpus.vocab)} words (lower-cased words, numbers and punctuation).", "",
-        f"Model: tied-head causal Transformer (2 layers, width {args.dim}, context {args.context}). Pre-training: "
+        (f"Model: tied-head causal Transformer (2 layers, width {args.dim}, context {args.context}). Pre-training: "
         f"{args.pretrain_steps} steps of 32 windows, cross-entropy. Fine-tuning, the same for every row: "
         f"{args.ft_steps} steps of 16 windows from {len(corpus.ft_train):,} in-domain words, AdamW lr 1e-3; each seed "
         f"fixes the batches (shared by the rows). MCE: `MatrixLLMLoss(method={args.method!r}, top_k={args.top_k}, "
-        f"rank={args.rank})` on the tied LM-head weight, every predicted word.", "",
-        f"Held-out: {len(corpus.ft_heldout):,} words of the new domain (`ft`) and {len(corpus.pre_heldout):,} of the "
+        f"rank={args.rank})` on the tied LM-head weight, every predicted word."), "",
+        (f"Held-out: {len(corpus.ft_heldout):,} words of the new domain (`ft`) and {len(corpus.pre_heldout):,} of the "
         "old one (`pre`), up to 400 windows each; plain cross-entropy (nats/word), perplexity, next-word accuracy. "
         "`q_y`: mean probability of the target; `e_y^T Q e_y`: mean of sum_j q_j cos^2(e_j, e_y), the probability "
         "mass weighted by embedding similarity to the target (what MCE rewards); erank: effective rank of "
-        "E^T E / n over the normalized head rows. Mean ± std over seeds " + ", ".join(map(str, args.seeds)) + ".", "",
+        "E^T E / n over the normalized head rows. Mean ± std over seeds " + ", ".join(map(str, args.seeds)) + "."), "",
         "| fine-tuning | ft CE | ft perplexity | ft accuracy (%) | ft q_y | ft e_y^T Q e_y | head erank | pre CE |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -164,8 +164,8 @@ def report(args, corpus, rows, configs, out, wall, t_pre) -> None:
         lines.append(f"| {name} | {s['ft_ce'][0]:.4f} ± {s['ft_ce'][1]:.4f} | {s['ft_ppl'][0]:.1f} ± {s['ft_ppl'][1]:.1f} "
                      f"| {s['ft_acc'][0]:.2f} ± {s['ft_acc'][1]:.2f} | {s['ft_q_y'][0]:.4f} | {s['ft_eQe'][0]:.4f} "
                      f"| {s['ft_erank'][0]:.1f} ± {s['ft_erank'][1]:.1f} | {s['pre_ce'][0]:.4f} |")
-    lines += ["", "Per seed, held-out CE on the new domain minus the CE-only fine-tune of the same seed "
-              "(negative: MCE helped):", ""]
+    lines += ["", ("Per seed, held-out CE on the new domain minus the CE-only fine-tune of the same seed "
+                   "(negative: MCE helped):"), ""]
     for name in names[1:]:
         diffs = [r["ft_ce"] - ce[r["seed"]] for r in rows if r["config"] == name]
         lines.append(f"- {name}: " + ", ".join(f"{d:+.4f}" for d in diffs)

@@ -32,9 +32,9 @@ import sys
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from tiny_lm import TinyCausalLM  # noqa: E402
+from tiny_lm import TinyCausalLM
 
-from matrixinfo.losses import MatrixLLMLoss  # noqa: E402
+from matrixinfo.losses import MatrixLLMLoss
 
 
 def make_batch(vocab: int, batch: int = 4, length: int = 16, pad_id: int = 0, seed: int = 0):

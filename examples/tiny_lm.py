@@ -88,7 +88,7 @@ def stdlib_docstrings() -> tuple[dict[str, list[str]], str]:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
-        top = rel[0][:-3] if rel[0].endswith(".py") else rel[0]
+        top = rel[0].removesuffix(".py")
         for node in ast.walk(tree):
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 doc = ast.get_docstring(node)

@@ -93,7 +93,7 @@ def test_gradcheck(top_k):
     target[1] = -100
     logits.requires_grad_(True)
     E.requires_grad_(True)
-    fn = lambda a, b: matrix_llm_loss(a, target, b, method="subspace", top_k=top_k, rank=0, eps=1e-2)  # noqa: E731
+    fn = lambda a, b: matrix_llm_loss(a, target, b, method="subspace", top_k=top_k, rank=0, eps=1e-2)
     assert torch.autograd.gradcheck(fn, (logits, E))
 
 
