@@ -29,16 +29,18 @@ from . import _llm
 __all__: list[str] = []
 
 
-def _shared_basis(E: torch.Tensor, weights: torch.Tensor, rank: int, iterations: int = 3) -> torch.Tensor:
+def _shared_basis(E: torch.Tensor, weights: torch.Tensor, rank: int, iterations: int = 2) -> torch.Tensor:
     """Orthonormal ``(d, rank)`` basis of the dominant eigenvectors of
-    ``E^T diag(weights) E`` by subspace iteration (``iterations`` products of
-    ``n * d * rank`` each; no ``d x d`` matrix, no eigh), started from the
-    embeddings of the ``rank`` heaviest tokens. Held constant: no gradient."""
+    ``E^T diag(weights) E``, estimated on the ``2d`` heaviest tokens by
+    subspace iteration (``iterations`` products of ``2d * d * rank`` each; no
+    ``d x d`` matrix, no eigh), started from the embeddings of the ``rank``
+    heaviest tokens. Held constant: no gradient flows through it."""
     with torch.no_grad():
-        start = E[weights.topk(rank).indices].mT  # (d, rank)
-        V = torch.linalg.qr(start).Q
+        w, idx = weights.topk(min(weights.shape[0], 2 * E.shape[1]))
+        E_s = E[idx]
+        V = torch.linalg.qr(E_s[:rank].mT).Q
         for _ in range(iterations):
-            V = torch.linalg.qr(E.mT @ (weights.unsqueeze(-1) * (E @ V))).Q
+            V = torch.linalg.qr(E_s.mT @ (w.unsqueeze(-1) * (E_s @ V))).Q
         return V
 
 
@@ -98,7 +100,7 @@ def mce_subspace(q, E, idx_t, top_k, rank, eps):
     q_k = q_k.clamp_min(0)
     q_rest = q.scatter(-1, idx_k, 0.0)  # (N, n), the targets included
     r = q_rest.sum(-1)
-    E_k, E_t = E[idx_k], E[idx_t]  # (N, k, d), (N, t, d)
+    E_k, E_t = E[torch.cat([idx_k, idx_t], -1)].split([k, t], dim=-2)  # (N, k, d), (N, t, d): one gather
     m = max(0, min(rank, d - t - 1, n))
     # B = [U, e_t] (d, m + t). Its Gram K_B and the compression C' = B^T R B.
     Z = E_t @ E.mT  # (N, t, n): e_t . e_j, one logits-sized product
@@ -164,5 +166,8 @@ def mce_subspace(q, E, idx_t, top_k, rank, eps):
     log_alpha = torch.log(alpha)
     per_target = log_alpha[:, None] * E_t.square().sum(-1) + quad
     tr_p_log_q = per_target.sum(-1)
-    tr_q = (q * E.square().sum(-1)).sum(-1) + d * eps
+    # tr Q = sum_j q_j |e_j|^2. The rows are l2-normalized (|e_j| = 1, or 0),
+    # so its gradient with respect to them vanishes once projected through the
+    # normalization: E is detached here (one (n, d) pass fewer each way).
+    tr_q = q @ E.detach().square().sum(-1) + d * eps
     return -tr_p_log_q + tr_q
