@@ -89,7 +89,7 @@ def _gradgradcheck_or_refused(f, inputs) -> str:
 
 # Paths whose second derivatives are refused rather than computed; every other
 # case must pass gradgradcheck.
-REFUSED = {"MatrixLLMLoss[topk]"}
+REFUSED = {"MatrixLLMLoss[topk]", "MatrixLLMLoss[subspace]"}
 
 
 def _hvp_error(f, inputs, seed: int) -> float:
@@ -223,6 +223,7 @@ EXPECTED_READS = {
     "CorInfoMaxLoss": 2,  # the Cholesky status of each branch, for the eigenvalue fallback of its log-det
     "MatrixLLMLoss[topk]": 1,  # validation of the class indices of target
     "MatrixLLMLoss[exact]": 1,  # validation of the class indices of target
+    "MatrixLLMLoss[subspace]": 1,  # validation of the class indices of target
 }
 
 
@@ -266,6 +267,8 @@ def test_func_grad_equals_autograd(case):
 # Not under vmap, as docs/numerics.rst says: CorInfoMax's Cholesky fallback
 # branches on a value (and its module updates a state).
 NOT_VMAPPABLE = {"CorInfoMaxLoss"}
+# Refused with the library's error: the subspace method's basis and jitter are per call.
+VMAP_REFUSED = {"MatrixLLMLoss[subspace]"}
 
 
 @pytest.mark.parametrize("case", params())
@@ -275,6 +278,10 @@ def test_vmap_equals_a_loop(case):
     if case.id in NOT_VMAPPABLE:
         with pytest.raises(RuntimeError, match="data-dependent control flow"):
             torch.func.vmap(f)(*inputs)
+        return
+    if case.id in VMAP_REFUSED:
+        with pytest.raises(matrixinfo.MatrixInfoValueError, match="does not run under torch.func.vmap"):
+            torch.func.vmap(f, in_dims=(0, None))(inputs[0], inputs[1])
         return
     if case.kind == "llm":
         got = torch.func.vmap(f, in_dims=(0, None))(inputs[0], inputs[1])

@@ -110,7 +110,7 @@ def test_all_ignored_gives_zero_with_finite_gradients():
 # eps keeps the check about the derivative, not about rounding.
 @pytest.mark.parametrize(
     "kw",
-    [dict(method="exact"), dict(top_k=8, eps=1e-2), dict(top_k=3, rank=0)],
+    [dict(method="exact"), dict(method="topk", top_k=8, eps=1e-2), dict(method="topk", top_k=3, rank=0)],
     ids=["exact", "topk-whole-vocab", "topk-isotropic-rest"],
 )
 def test_gradcheck_logits_and_embedding(kw):
@@ -188,7 +188,9 @@ def test_bad_input_messages():
         matrix_llm_loss(logits[0], target, E)
     with pytest.raises(TypeError, match=r"matrix_llm_loss: expected logits to have a real floating dtype"):
         matrix_llm_loss(logits.long(), target, E)
-    with pytest.raises(ValueError, match=r"MatrixLLMLoss: expected method to be one of 'topk', 'exact', got 'full'"):
+    with pytest.raises(
+        ValueError, match=r"MatrixLLMLoss: expected method to be one of 'subspace', 'topk', 'exact', got 'full'"
+    ):
         MatrixLLMLoss(method="full")
 
 

@@ -22,12 +22,17 @@ class MatrixLLMLoss(_Loss):
 
     Args:
         mce_weight: weight :math:`w \ge 0` of the matrix cross-entropy term. Default 1 (eq. 23).
-        method: ``"topk"`` (default; the scalable approximation: the ``top_k``
-            most probable tokens exactly, the rest in a ``rank``-dimensional
-            subspace) or ``"exact"`` (the full ``(d, d)`` matrices).
-        top_k: number of most probable tokens kept exactly by ``"topk"``, an integer ``>= 1``. Default 32.
-        rank: dimension ``>= 0`` of the shared subspace of the other tokens
-            (``"topk"``; 0 keeps an isotropic rest only). Default 32.
+        method: ``"topk"`` (default; the ``top_k`` most probable tokens exactly,
+            the rest in a ``rank``-dimensional subspace), ``"subspace"`` (opt-in:
+            the rest projected onto a shared basis plus the target's own
+            direction, with a trace-matched isotropic remainder; first
+            derivatives only, not under vmap) or ``"exact"`` (the full
+            ``(d, d)`` matrices). The measured errors of each are in
+            :func:`matrixinfo.functional.matrix_llm_loss`.
+        top_k: number of most probable tokens kept exactly by ``"subspace"`` and ``"topk"``, an integer ``>= 1``.
+            Default 32.
+        rank: dimension ``>= 0`` of the shared basis of the other tokens
+            (``"subspace"`` and ``"topk"``; 0 keeps an isotropic rest only). Default 32.
         eps: :math:`\varepsilon > 0` added to the covariances. Default 1e-6.
         ignore_index: target value whose positions are skipped (class-index
             targets), any integer. Default -100, as :class:`torch.nn.CrossEntropyLoss`.
@@ -51,7 +56,7 @@ class MatrixLLMLoss(_Loss):
 
     functional = staticmethod(Fm.matrix_llm_loss)
     inputs = "llm"
-    variants = {"topk": {"method": "topk"}, "exact": {"method": "exact"}}
+    variants = {"topk": {"method": "topk"}, "subspace": {"method": "subspace"}, "exact": {"method": "exact"}}
 
     def __init__(
         self,
@@ -67,7 +72,7 @@ class MatrixLLMLoss(_Loss):
         super().__init__()
         name = type(self).__name__
         check_number(name, "mce_weight", mce_weight, minimum=0.0)
-        check_choice(name, "method", method, ("topk", "exact"))
+        check_choice(name, "method", method, ("subspace", "topk", "exact"))
         check_int(name, "top_k", top_k, 1)
         check_int(name, "rank", rank, 0)
         check_number(name, "eps", eps, minimum=0.0, strict=True)
