@@ -303,3 +303,17 @@ def test_embedding_ranks_runs(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "covariance erank" in printed and "intra-class" in printed
     assert (tmp_path / "embedding_ranks_out" / "spectra.png").stat().st_size > 0
+
+
+def test_finetune_lm_runs_and_reports(tmp_path, monkeypatch):
+    """The fine-tuning experiment end to end at a toy budget: its report files and table."""
+    argv = ["finetune_lm.py", "--out", str(tmp_path), "--vocab", "256", "--dim", "16", "--context", "16",
+            "--pretrain-steps", "3", "--ft-steps", "2", "--ft-tokens", "3000", "--seeds", "0",
+            "--weights", "0.3", "--detached", "--threads", "1"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    runpy.run_path(str(EXAMPLES / "finetune_lm.py"), run_name="__main__")
+    table = (tmp_path / "finetune_lm.md").read_text()
+    assert "| ce+mce w=0.3 |" in table and "better in" in table
+    assert json.loads((tmp_path / "finetune_lm.json").read_text())
+    assert (tmp_path / "finetune_lm.png").stat().st_size > 0
