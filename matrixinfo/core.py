@@ -84,8 +84,9 @@ def matrix_log(A: torch.Tensor, *, method: str = "eigh", order: int = 4, check_r
         .. math:: \log A \approx \sum_{k=1}^{\mathrm{order}} \frac{(-1)^{k+1}}{k} (A - I)^k .
 
         Works on non-symmetric ``A``. It converges to the principal logarithm
-        if and only if the spectral radius :math:`\rho(A - I) < 1` (every
-        eigenvalue of ``A`` in the open disc of radius 1 around 1); the
+        when the spectral radius :math:`\rho(A - I) < 1` (every eigenvalue of
+        ``A`` in the open disc of radius 1 around 1) and diverges when
+        :math:`\rho(A - I) > 1` (on the boundary it depends on the point); the
         truncation error then falls like :math:`\rho^{\mathrm{order}+1} / (\mathrm{order}+1)`
         for normal ``A`` (symmetric included) only: on non-normal ``A`` it can
         be far larger (91% at order 4 on SciPy's upper-triangular ``logm`` test

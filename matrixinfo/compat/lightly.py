@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _spectral
 from .._checks import (
     MatrixInfoValueError,
     check_embeddings,
@@ -38,7 +39,6 @@ from .._checks import (
     check_tensor,
     shape_str,
 )
-from .._spectral import compute_dtype, full_precision
 from ..core import sylvester_logdet
 from ..functional import _contrastive, _redundancy
 
@@ -349,9 +349,8 @@ class NegativeCosineSimilarity(nn.Module):
         rows1 = x1.expand(shape).movedim(self.dim, -1).reshape(-1, shape[self.dim])
         if self.eps == _contrastive._NORM_EPS and rows0.shape[0] >= 2:
             return _contrastive.negative_cosine_similarity_loss(rows0, rows1)
-        with full_precision(rows0.device.type):
-            work = compute_dtype(torch.promote_types(rows0.dtype, rows1.dtype))
-            a, b = rows0.to(work), rows1.to(work)
+        with _spectral.precision(rows0, rows1) as policy:
+            a, b = policy.cast(rows0, rows1)
             norms = torch.linalg.vector_norm(a, dim=1).clamp_min(self.eps)
             norms = norms * torch.linalg.vector_norm(b, dim=1).clamp_min(self.eps)
             return -((a * b).sum(dim=1) / norms).mean()
@@ -432,9 +431,8 @@ class EMPSSLLoss(nn.Module):
             )
         names = [f"z_views[{i}]" for i in range(len(z_views))]
         check_embeddings(name, names, *z_views)
-        with full_precision(z_views[0].device.type):
-            work = compute_dtype(z_views[0].dtype)
-            z = torch.stack([v.to(work) for v in z_views])  # (n, B, d)
+        with _spectral.precision(*z_views) as policy:
+            z = torch.stack(policy.cast(*z_views))  # (n, B, d)
             _, B, d = z.shape
             logdet = sylvester_logdet(z.mT, scale=d / (B * self.tcr_eps))  # (n,)
             tcr = -0.5 * logdet.mean()

@@ -12,8 +12,8 @@ import math
 
 import torch
 
+from .. import _spectral
 from .._checks import MatrixInfoValueError, check_embeddings, check_number
-from .._spectral import compute_dtype, full_precision
 
 __all__ = ["alignment_loss", "uniformity_loss"]
 
@@ -54,12 +54,9 @@ def log_mean_pair_potential(x: torch.Tensor, t: float, accumulate: torch.dtype |
     return torch.logsumexp(torch.stack(parts, -1), -1) - math.log(n * (n - 1) / 2)
 
 
-def _unit_rows(*zs: torch.Tensor) -> list[torch.Tensor]:
-    """Rows scaled to unit length, in the compute dtype of the promoted dtype of all inputs (a zero row stays zero)."""
-    dtype = zs[0].dtype
-    for z in zs[1:]:
-        dtype = torch.promote_types(dtype, z.dtype)
-    return [torch.nn.functional.normalize(z.to(compute_dtype(dtype)), dim=-1) for z in zs]
+def _unit_rows(policy: _spectral.precision, *zs: torch.Tensor) -> list[torch.Tensor]:
+    """Rows scaled to unit length, in the policy's dtype of the work (a zero row stays zero)."""
+    return [torch.nn.functional.normalize(z, dim=-1) for z in policy.cast(*zs)]
 
 
 def alignment_loss(z1: torch.Tensor, z2: torch.Tensor, *, alpha: float = 2.0) -> torch.Tensor:
@@ -101,8 +98,8 @@ def alignment_loss(z1: torch.Tensor, z2: torch.Tensor, *, alpha: float = 2.0) ->
     fn = "alignment_loss"
     check_number(fn, "alpha", alpha, minimum=0.0, strict=True)
     check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=1)
-    with full_precision(z1.device.type):
-        a, b = _unit_rows(z1, z2)
+    with _spectral.precision(z1, z2) as policy:
+        a, b = _unit_rows(policy, z1, z2)
         return alignment_terms(a, b, float(alpha)).mean()
 
 
@@ -148,5 +145,5 @@ def uniformity_loss(*views: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     if not views:
         raise MatrixInfoValueError(f"{fn}: expected at least one view of shape (B, d), got none.")
     check_embeddings(fn, tuple(f"views[{i}]" for i in range(len(views))), *views, min_rows=2)
-    with full_precision(views[0].device.type):
-        return torch.stack([log_mean_pair_potential(x, float(t)) for x in _unit_rows(*views)]).mean()
+    with _spectral.precision(*views) as policy:
+        return torch.stack([log_mean_pair_potential(x, float(t)) for x in _unit_rows(policy, *views)]).mean()
