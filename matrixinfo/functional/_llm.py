@@ -364,16 +364,17 @@ def matrix_llm_loss(
         The paper fine-tunes a pre-trained model and does not say whether the
         head receives this gradient.
 
-    Methods:
+    The three methods:
+
     ``"exact"``
         Forms :math:`P` and :math:`Q` (``(N, d, d)``) and uses the eigh
         matrix logarithm with its Daleckii-Krein backward
         (:func:`matrixinfo.matrix_cross_entropy`). Cost :math:`O(N n d^2 + N d^3)`:
         the reference, for small vocabularies.
 
-    ``"subspace"`` (opt-in; the default stays ``"topk"`` until the subspace path
-    meets the cost and accuracy targets on every path)
-        Never forms a ``d x d`` matrix per token; no per-token ``(n, d)``
+    ``"subspace"`` (opt-in)
+        The default stays ``"topk"`` until this path meets the cost and
+        accuracy targets on every path. Never forms a ``d x d`` matrix per token; no per-token ``(n, d)``
         tensor either. Per token, :math:`K` is the ``top_k`` most probable
         tokens other than the target, :math:`R = \sum_{j \notin K} q_j e_j e_j^\top`
         the rest (the target included), :math:`\Pi` the orthogonal projector
