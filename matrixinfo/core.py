@@ -301,6 +301,21 @@ def _check_pair(fn: str, P, Q, method, order) -> None:
     _check_log_args(fn, method, order)
 
 
+def _checked_divergence(fn, P, Q, kl, method, order, check_radius, num_probes, num_steps, generator, return_error):
+    """The argument checks shared by the two divergences.
+
+    Returns the Lanczos estimate for ``method="lanczos"``, else ``None`` (the caller runs its exact path).
+    """
+    _check_pair(fn, P, Q, "eigh" if method == "lanczos" else method, order)
+    check_flag(fn, "check_radius", check_radius)
+    _lanczos.check_options(fn, method, num_probes, num_steps, generator, return_error)
+    if method != "lanczos":
+        return None
+    return _lanczos.matrix_divergence(
+        fn, P, Q, kl=kl, num_probes=num_probes, num_steps=num_steps, generator=generator, return_error=return_error
+    )
+
+
 def matrix_cross_entropy(
     P: torch.Tensor,
     Q: torch.Tensor,
@@ -352,23 +367,11 @@ def matrix_cross_entropy(
         tensor(2.0986, dtype=torch.float64)
     """
     fn = "matrix_cross_entropy"
-    if method == "lanczos":
-        _check_pair(fn, P, Q, "eigh", order)
-    else:
-        _check_pair(fn, P, Q, method, order)
-    check_flag(fn, "check_radius", check_radius)
-    _lanczos.check_options(fn, method, num_probes, num_steps, generator, return_error)
-    if method == "lanczos":
-        return _lanczos.matrix_divergence(
-            fn,
-            P,
-            Q,
-            kl=False,
-            num_probes=num_probes,
-            num_steps=num_steps,
-            generator=generator,
-            return_error=return_error,
-        )
+    estimate = _checked_divergence(
+        fn, P, Q, False, method, order, check_radius, num_probes, num_steps, generator, return_error
+    )
+    if estimate is not None:
+        return estimate
     return _matrix_cross_entropy(fn, P, Q, method, order, check_radius)
 
 
@@ -429,23 +432,11 @@ def matrix_kl_divergence(
         tensor(0., dtype=torch.float64)
     """
     fn = "matrix_kl_divergence"
-    if method == "lanczos":
-        _check_pair(fn, P, Q, "eigh", order)
-    else:
-        _check_pair(fn, P, Q, method, order)
-    check_flag(fn, "check_radius", check_radius)
-    _lanczos.check_options(fn, method, num_probes, num_steps, generator, return_error)
-    if method == "lanczos":
-        return _lanczos.matrix_divergence(
-            fn,
-            P,
-            Q,
-            kl=True,
-            num_probes=num_probes,
-            num_steps=num_steps,
-            generator=generator,
-            return_error=return_error,
-        )
+    estimate = _checked_divergence(
+        fn, P, Q, True, method, order, check_radius, num_probes, num_steps, generator, return_error
+    )
+    if estimate is not None:
+        return estimate
     return _trace.matrix_kl_divergence(fn, P, Q, method, order, check_radius)
 
 
