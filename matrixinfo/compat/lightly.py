@@ -34,6 +34,7 @@ from .. import _spectral
 from .._checks import (
     MatrixInfoValueError,
     check_embeddings,
+    check_flag,
     check_int,
     check_number,
     check_tensor,
@@ -49,12 +50,6 @@ __all__ = [
     "NegativeCosineSimilarity",
     "VICRegLoss",
 ]
-
-
-def _check_flag(fn: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise MatrixInfoValueError(f"{fn}: expected {name} to be True or False, got {value!r}.")
-    return value
 
 
 class BarlowTwinsLoss(nn.Module):
@@ -92,7 +87,7 @@ class BarlowTwinsLoss(nn.Module):
     def __init__(self, lambda_param: float = 5e-3, gather_distributed: bool = False) -> None:
         super().__init__()
         self.lambda_param = check_number("BarlowTwinsLoss", "lambda_param", lambda_param, minimum=0.0)
-        self.gather_distributed = _check_flag("BarlowTwinsLoss", "gather_distributed", gather_distributed)
+        self.gather_distributed = check_flag("BarlowTwinsLoss", "gather_distributed", gather_distributed)
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         """Barlow Twins loss of two views.
@@ -162,7 +157,7 @@ class VICRegLoss(nn.Module):
         self.lambda_param = check_number(name, "lambda_param", lambda_param, minimum=0.0)
         self.mu_param = check_number(name, "mu_param", mu_param, minimum=0.0)
         self.nu_param = check_number(name, "nu_param", nu_param, minimum=0.0)
-        self.gather_distributed = _check_flag(name, "gather_distributed", gather_distributed)
+        self.gather_distributed = check_flag(name, "gather_distributed", gather_distributed)
         self.eps = check_number(name, "eps", eps, minimum=0.0)
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
@@ -263,7 +258,7 @@ class NTXentLoss(nn.Module):
             )
         self.temperature = check_number(name, "temperature", temperature, minimum=0.0, strict=True)
         self.memory_bank_size = memory_bank_size
-        self.gather_distributed = _check_flag(name, "gather_distributed", gather_distributed)
+        self.gather_distributed = check_flag(name, "gather_distributed", gather_distributed)
 
     def forward(self, out0: torch.Tensor, out1: torch.Tensor) -> torch.Tensor:
         """NT-Xent loss of two views with in-batch negatives.
