@@ -15,27 +15,16 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import platform
 import statistics
 import time
 
 import torch
+from _common import cpu_name  # benchmarks/_common.py (the script's folder is on sys.path)
 
 from matrixinfo import losses as ML
 
 # Every embedding loss of matrixinfo.losses.__all__; each class says how it is built and called.
 EMBEDDING_LOSSES = [n for n in ML.__all__ if getattr(ML, n).inputs in ("pair", "views")]
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_loss(name: str, d: int) -> torch.nn.Module:

@@ -18,7 +18,6 @@ of one step above that of the cross-entropy step (peak RSS of a fresh process).
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,21 +25,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _common import cpu_name  # benchmarks/_common.py (the script's folder is on sys.path)
 
 from matrixinfo.functional import matrix_llm_loss
 
 SIZES = {"8192x512": (8192, 512, 256, 4.0), "32000x1024": (32000, 1024, 128, 3.0)}
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 DEVICE = torch.device("cpu")  # --device

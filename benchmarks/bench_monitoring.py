@@ -29,6 +29,7 @@ import argparse
 import time
 
 import torch
+from _common import cpu_name  # benchmarks/_common.py (the script's folder is on sys.path)
 
 from matrixinfo.metrics import (
     CovarianceAccumulator,
@@ -40,17 +41,6 @@ from matrixinfo.metrics import (
     stable_rank,
     uniformity,
 )
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def timed(fn):
