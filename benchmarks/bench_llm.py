@@ -52,8 +52,7 @@ def step(kind, h, weight, target):
     if kind == "cross_entropy":
         loss = F.cross_entropy(h @ weight.T, target)
     else:
-        method, k, r = kind
-        loss = matrix_llm_loss(h @ weight.T, target, weight, method=method, top_k=k, rank=r)
+        loss = matrix_llm_loss(h @ weight.T, target, weight, **kind)
     loss.backward()
 
 
@@ -61,18 +60,22 @@ def time_size(n, d, N, kinds, repeats):
     hidden, weight, target = inputs(n, d, N)
     weight.requires_grad_(True)
     h = hidden.clone().requires_grad_(True)
-    times = {k: [] for k in kinds}
+    times = [[] for _ in kinds]
     for k in kinds:  # warm-up
         step(k, h, weight, target)
     for _ in range(repeats):
-        for k in kinds:
+        for i, k in enumerate(kinds):
             weight.grad = h.grad = None
             sync()
             t0 = time.perf_counter()
             step(k, h, weight, target)
             sync()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(v) for v in times]
+
+
+def describe(kind) -> str:
+    return ", ".join(f"{k}={v}" if k != "method" else v for k, v in kind.items())
 
 
 def gradients(n, d, N, check, **kw):
@@ -136,23 +139,30 @@ def main() -> None:
     if args.probe:
         probe(*args.probe)
         return
-    default = ("topk", 32, 32)
-    kinds = ["cross_entropy", default, ("subspace", 32, 16), ("topk", 8, 8)]
-    label = {default: "matrix_llm_loss (default: topk, top_k=32, rank=32)"}
+    default = {"method": "lanczos", "steps": 4}
+    kinds = [
+        "cross_entropy",
+        default,
+        {"method": "lanczos", "steps": 2},
+        {"method": "lanczos", "steps": 3},
+        {"method": "lanczos", "steps": 6},
+        {"method": "subspace", "top_k": 32, "rank": 16},
+        {"method": "topk", "top_k": 32, "rank": 32},
+    ]
     hardware = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"{cpu_name()}, {args.threads} threads"
     print(f"# MatrixLLMLoss cost: float32, {DEVICE.type}, {hardware}, torch {torch.__version__}")
     for size in args.sizes:
         n, d, N, target_ratio = SIZES[size]
         med = time_size(n, d, N, kinds, args.repeats)
-        base = med["cross_entropy"]
+        base = med[0]
         print(f"\n## n={n}, d={d}, N={N} (target: default <= {target_ratio:g}x)\n")
         print("| step (logits matmul + loss, forward+backward) | median ms | ratio to CE | peak MB above CE |")
         print("|---|---|---|---|")
         ce_mb = peak_mb(size, "cross_entropy")
-        for k in kinds:
-            name = k if k == "cross_entropy" else label.get(k, f"matrix_llm_loss ({k[0]}, top_k={k[1]}, rank={k[2]})")
+        for k, seconds in zip(kinds, med):
+            name = k if k == "cross_entropy" else f"matrix_llm_loss ({describe(k)}{', default' if k == default else ''})"
             extra = 0.0 if k == "cross_entropy" else peak_mb(size, k) - ce_mb
-            print(f"| {name} | {med[k] * 1e3:.1f} | {med[k] / base:.2f} | {extra:.0f} |")
+            print(f"| {name} | {seconds * 1e3:.1f} | {seconds / base:.2f} | {extra:.0f} |")
         if args.check:
             print(
                 f"\nError against method='exact' (float64, the first {args.check} tokens): "
@@ -160,8 +170,8 @@ def main() -> None:
             )
             ref = gradients(n, d, N, args.check, method="exact")
             for k in kinds[1:]:
-                e = errors(ref, gradients(n, d, N, args.check, method=k[0], top_k=k[1], rank=k[2]))
-                print(f"- {k[0]}, top_k={k[1]}, rank={k[2]}: {e[0]:.2e}, {e[1]:.2e}, {e[2]:.2e}")
+                e = errors(ref, gradients(n, d, N, args.check, **k))
+                print(f"- {describe(k)}: {e[0]:.2e}, {e[1]:.2e}, {e[2]:.2e}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from ..core import matrix_cross_entropy
 
 __all__ = ["matrix_llm_loss"]
 
-_METHODS = ("subspace", "topk", "exact")
+_METHODS = ("lanczos", "subspace", "topk", "exact")
 
 
 # --------------------------------------------------------------------------- #
@@ -321,6 +321,7 @@ def matrix_llm_loss(
     method: str = "topk",
     top_k: int = 32,
     rank: int = 32,
+    steps: int = 4,
     eps: float = 1e-6,
     ignore_index: int = -100,
     detach_embedding: bool = False,
@@ -515,6 +516,7 @@ def matrix_llm_loss(
     fn = "matrix_llm_loss"
     _check(fn, logits, target, embedding, method, top_k, mce_weight, eps, ignore_index)
     check_int(fn, "rank", rank, 0)
+    check_int(fn, "steps", steps, 1)
     check_flag(fn, "detach_embedding", detach_embedding)
     n = logits.shape[-1]
     soft = target.is_floating_point()
@@ -524,13 +526,17 @@ def matrix_llm_loss(
     with _spectral.precision(logits, embedding) as policy:
         work = policy.dtype
         # Non-finite policy (docs/numerics.rst): NaN out, without a host read.
-        checked = (logits, embedding, target) if soft else (logits, embedding)
+        lanczos = method == "lanczos" and not soft and mce_weight != 0
+        # The "lanczos" path reads the embedding's finiteness off its row norms (which it needs anyway).
+        norm = torch.linalg.vector_norm(embedding.detach(), dim=1).to(work) if lanczos else None
+        checked = (logits, embedding, target) if soft else (logits, norm if lanczos else embedding)
         bad = ~torch.stack([torch.isfinite(t).all() for t in checked]).all()
         logits = torch.where(torch.isfinite(logits), logits, 0.0).to(work)
-        embedding = torch.where(torch.isfinite(embedding), embedding, 0.0)
+        if not lanczos:  # the "lanczos" path guards its small eigenproblems itself (no (n, d) copy here)
+            embedding = torch.where(torch.isfinite(embedding), embedding, 0.0)
         if soft:
             target = torch.where(torch.isfinite(target), target, 0.0)
-        E = F.normalize((embedding.detach() if detach_embedding else embedding).to(work), dim=1)
+        raw = (embedding.detach() if detach_embedding else embedding).to(work)
         if soft:
             keep = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
             target = target.to(work)
@@ -546,8 +552,14 @@ def matrix_llm_loss(
         value = ce
         if mce_weight != 0:
             q = logq.exp()
+            # The "lanczos" path normalizes the rows inside (the normalized (n, d) matrix is never formed).
+            E = None if lanczos else F.normalize(raw, dim=1)
             if method == "exact":
                 mce = _mce_exact(q, E, target, soft, eps)
+            elif lanczos:
+                from ._llm_lanczos import mce_lanczos
+
+                mce = mce_lanczos(q, raw, norm, target, steps, eps)
             elif method == "subspace" and not soft:
                 from ._llm_subspace import first_order_only, mce_subspace
 
