@@ -160,7 +160,9 @@ def main() -> None:
         print("|---|---|---|---|")
         ce_mb = peak_mb(size, "cross_entropy")
         for k, seconds in zip(kinds, med):
-            name = k if k == "cross_entropy" else f"matrix_llm_loss ({describe(k)}{', default' if k == default else ''})"
+            name = (
+                k if k == "cross_entropy" else f"matrix_llm_loss ({describe(k)}{', default' if k == default else ''})"
+            )
             extra = 0.0 if k == "cross_entropy" else peak_mb(size, k) - ce_mb
             print(f"| {name} | {seconds * 1e3:.1f} | {seconds / base:.2f} | {extra:.0f} |")
         if args.check:

@@ -89,7 +89,7 @@ def _gradgradcheck_or_refused(f, inputs) -> str:
 
 # Paths whose second derivatives are refused rather than computed; every other
 # case must pass gradgradcheck.
-REFUSED = {"MatrixLLMLoss[topk]", "MatrixLLMLoss[subspace]"}
+REFUSED = {"MatrixLLMLoss", "MatrixLLMLoss[topk]", "MatrixLLMLoss[subspace]"}
 
 
 def _hvp_error(f, inputs, seed: int) -> float:
@@ -221,6 +221,7 @@ def test_host_read_counter_sees_the_reads_it_must_catch():
 # (docs/numerics.rst says the same); torch.compile skips these reads.
 EXPECTED_READS = {
     "CorInfoMaxLoss": 2,  # the Cholesky status of each branch, for the eigenvalue fallback of its log-det
+    "MatrixLLMLoss": 1,  # validation of the class indices of target (default method="lanczos")
     "MatrixLLMLoss[topk]": 1,  # validation of the class indices of target
     "MatrixLLMLoss[exact]": 1,  # validation of the class indices of target
     "MatrixLLMLoss[subspace]": 1,  # validation of the class indices of target

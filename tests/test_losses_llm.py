@@ -74,17 +74,17 @@ def test_exact_soft_targets_match_oracle_and_one_hot_equals_indices():
 def test_topk_is_exact_when_it_keeps_the_whole_vocabulary():
     logits, target, E = case(8, 16, 5, seed=4)
     exact = matrix_llm_loss(logits, target, E, method="exact")
-    topk = matrix_llm_loss(logits, target, E, top_k=16)
+    topk = matrix_llm_loss(logits, target, E, method="topk", top_k=16)
     assert abs(topk.item() - exact.item()) < RTOL64 * abs(exact.item())
 
 
 @pytest.mark.parametrize("temp", [8.0, 3.0, 1.0, 0.1], ids=["peaked", "medium", "flat", "very-flat"])
 @pytest.mark.parametrize("aniso", [False, True], ids=["isotropic", "anisotropic"])
-def test_default_is_within_one_percent_of_exact(temp, aniso):
+def test_topk_is_within_one_percent_of_exact(temp, aniso):
     logits, target, E = case(6, 2048, 64, temp=temp, seed=5, aniso=aniso)
     exact = matrix_llm_loss(logits, target, E, method="exact").item()
-    default = matrix_llm_loss(logits, target, E).item()
-    assert abs(default - exact) < APPROX_RTOL * abs(exact)
+    topk = matrix_llm_loss(logits, target, E, method="topk").item()
+    assert abs(topk - exact) < APPROX_RTOL * abs(exact)
 
 
 def test_mce_weight_zero_is_cross_entropy():
@@ -189,7 +189,8 @@ def test_bad_input_messages():
     with pytest.raises(TypeError, match=r"matrix_llm_loss: expected logits to have a real floating dtype"):
         matrix_llm_loss(logits.long(), target, E)
     with pytest.raises(
-        ValueError, match=r"MatrixLLMLoss: expected method to be one of 'subspace', 'topk', 'exact', got 'full'"
+        ValueError,
+        match=r"MatrixLLMLoss: expected method to be one of 'lanczos', 'subspace', 'topk', 'exact', got 'full'",
     ):
         MatrixLLMLoss(method="full")
 

@@ -22,17 +22,20 @@ class MatrixLLMLoss(_Loss):
 
     Args:
         mce_weight: weight :math:`w \ge 0` of the matrix cross-entropy term. Default 1 (eq. 23).
-        method: ``"topk"`` (default; the ``top_k`` most probable tokens exactly,
-            the rest in a ``rank``-dimensional subspace), ``"subspace"`` (opt-in:
-            the rest projected onto a shared basis plus the target's own
-            direction, with a trace-matched isotropic remainder; first
-            derivatives only, not under vmap) or ``"exact"`` (the full
-            ``(d, d)`` matrices). The measured errors of each are in
-            :func:`matrixinfo.functional.matrix_llm_loss`.
+        method: ``"lanczos"`` (default: ``steps`` Lanczos steps from the
+            target's embedding and Gauss quadrature, about ``3 * steps - 1``
+            logits-sized matmuls; first derivatives only), ``"topk"`` (the
+            ``top_k`` most probable tokens exactly, the rest in a
+            ``rank``-dimensional subspace), ``"subspace"`` (the rest projected
+            onto a shared basis plus the target's own direction, with a
+            trace-matched isotropic remainder; first derivatives only, not
+            under vmap) or ``"exact"`` (the full ``(d, d)`` matrices). The
+            measured errors of each are in :func:`matrixinfo.functional.matrix_llm_loss`.
         top_k: number of most probable tokens kept exactly by ``"subspace"`` and ``"topk"``, an integer ``>= 1``.
             Default 32.
         rank: dimension ``>= 0`` of the shared basis of the other tokens
             (``"subspace"`` and ``"topk"``; 0 keeps an isotropic rest only). Default 32.
+        steps: number ``>= 1`` of Lanczos steps of ``"lanczos"``. Default 4.
         eps: :math:`\varepsilon > 0` added to the covariances. Default 1e-6.
         ignore_index: target value whose positions are skipped (class-index
             targets), any integer. Default -100, as :class:`torch.nn.CrossEntropyLoss`.
@@ -56,15 +59,21 @@ class MatrixLLMLoss(_Loss):
 
     functional = staticmethod(Fm.matrix_llm_loss)
     inputs = "llm"
-    variants = {"topk": {"method": "topk"}, "subspace": {"method": "subspace"}, "exact": {"method": "exact"}}
+    variants = {
+        "": {},
+        "topk": {"method": "topk"},
+        "subspace": {"method": "subspace"},
+        "exact": {"method": "exact"},
+    }
 
     def __init__(
         self,
         *,
         mce_weight: float = 1.0,
-        method: str = "topk",
+        method: str = "lanczos",
         top_k: int = 32,
         rank: int = 32,
+        steps: int = 4,
         eps: float = 1e-6,
         ignore_index: int = -100,
         detach_embedding: bool = False,
@@ -72,11 +81,13 @@ class MatrixLLMLoss(_Loss):
         super().__init__()
         name = type(self).__name__
         check_number(name, "mce_weight", mce_weight, minimum=0.0)
-        check_choice(name, "method", method, ("subspace", "topk", "exact"))
+        check_choice(name, "method", method, ("lanczos", "subspace", "topk", "exact"))
         check_int(name, "top_k", top_k, 1)
         check_int(name, "rank", rank, 0)
+        check_int(name, "steps", steps, 1)
         check_number(name, "eps", eps, minimum=0.0, strict=True)
         self.mce_weight, self.method, self.top_k, self.rank, self.eps = mce_weight, method, top_k, rank, eps
+        self.steps = steps
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
             raise MatrixInfoValueError(f"{name}: expected ignore_index to be an integer, got {ignore_index!r}.")
         self.ignore_index = ignore_index
