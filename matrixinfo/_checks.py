@@ -97,8 +97,8 @@ class MatrixInfoSecondDerivativeError(RuntimeError):
 
     Raised when a gradient computed with ``create_graph=True`` is
     differentiated again through a path whose hand-written backward is not
-    itself differentiable (the ``"topk"`` path of
-    :func:`matrixinfo.functional.matrix_llm_loss`), instead of returning a
+    itself differentiable (the ``"lanczos"``, ``"topk"`` and ``"subspace"``
+    paths of :func:`matrixinfo.functional.matrix_llm_loss`), instead of returning a
     wrong Hessian-vector product. The first derivative is unaffected. Subclasses
     :class:`RuntimeError`, as autograd's own errors.
 
@@ -114,7 +114,7 @@ class MatrixInfoSecondDerivativeError(RuntimeError):
         ...     torch.autograd.grad(g.square().sum(), logits)
         ... except MatrixInfoSecondDerivativeError as err:
         ...     print(str(err).split(";")[0])
-        matrix_llm_loss: second derivatives are not supported on the method='topk' path
+        matrix_llm_loss: second derivatives are not supported on the method='lanczos' path
     """
 
 

@@ -157,3 +157,29 @@ def test_steps_is_checked_and_passed_by_the_module():
     module = MatrixLLMLoss(steps=2)
     assert torch.equal(module(logits, target, E), matrix_llm_loss(logits, target, E, steps=2))
     assert not torch.equal(module(logits, target, E), matrix_llm_loss(logits, target, E, steps=1))
+
+
+def test_no_per_token_d_by_d_tensor():
+    # Every tensor the forward and backward create stays below N * d * d elements (the exact path's size).
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Largest(TorchDispatchMode):
+        numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    Largest.numel = max(Largest.numel, t.numel())
+            return out
+
+    N, n, d = 8, 40, 16
+    logits, target, E = inputs(N, n, d, seed=12)
+    logits.requires_grad_(True)
+    E.requires_grad_(True)
+    with Largest():
+        matrix_llm_loss(logits, target, E).backward()
+    assert 0 < Largest.numel < N * d * d
+    with Largest():  # the oracle does form them: the probe sees (N, d, d)
+        matrix_llm_loss(logits, target, E, method="exact").backward()
+    assert Largest.numel >= N * d * d
