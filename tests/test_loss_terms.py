@@ -256,6 +256,13 @@ def test_matrix_ssl_without_alignment_weight_leaves_the_alignment_term_out():
     assert set(terms) == {"cross_entropy"} and torch.equal(terms["cross_entropy"], loss)
 
 
+def test_matrix_llm_without_tokens_gives_zero_terms():
+    logits, embedding = torch.zeros(0, 20, dtype=torch.float64), torch.randn(20, 6, dtype=torch.float64)
+    loss, terms = ML.MatrixLLMLoss()(logits, torch.zeros(0, dtype=torch.long), embedding, return_terms=True)
+    assert float(loss) == 0.0 and set(terms) == NAMES["matrix_llm_loss"]
+    assert all(float(t) == 0.0 and t.ndim == 0 for t in terms.values())
+
+
 def test_meta_tensors_give_the_term_names():
     z = torch.empty(8, 4, device="meta")
     loss, terms = MF.emp_ssl_loss(z, z, return_terms=True)
