@@ -11,7 +11,8 @@ and the all-reduce of moments. The processes of one world size are spawned
 once for all losses (start-up costs seconds); each writes its results to a
 file.
 
-Also checked in the two-process world: the automatic path choice; a loss
+Also checked in the two-process world: the loss terms (``return_terms=True``)
+equal those of one process, like the value; the automatic path choice; a loss
 compiled with ``torch.compile(fullgraph=True)`` under DDP; a model sharded with
 ``fully_shard`` (FSDP2). Two naive variants run alongside to show the
 comparison can fail: local statistics (``gather_distributed=False``) give a
@@ -75,10 +76,19 @@ def _all_gather_without_autograd(z: torch.Tensor, rank: int, world: int) -> torc
     return torch.cat(parts)
 
 
-def _run(case: LossCase, rank: int, counts, mode: str = "gather", wrap: str = "ddp", compiled: bool = False):
-    """Per step: (loss value, parameter gradients). ``counts``: rows per
-    process; ``mode``: "gather" (gather_distributed=True), "local" (False) or
-    "naive_gather"; ``wrap``: "ddp" or "fsdp" (ignored with one process)."""
+def _run(
+    case: LossCase,
+    rank: int,
+    counts,
+    mode: str = "gather",
+    wrap: str = "ddp",
+    compiled: bool = False,
+    terms: bool = False,
+):
+    """Per step: (loss value, parameter gradients), and the loss's terms if
+    ``terms`` (``return_terms=True``). ``counts``: rows per process; ``mode``:
+    "gather" (gather_distributed=True), "local" (False) or "naive_gather";
+    ``wrap``: "ddp" or "fsdp" (ignored with one process)."""
     world = len(counts)
     model = _model()
     if world == 1:
@@ -104,10 +114,15 @@ def _run(case: LossCase, rank: int, counts, mode: str = "gather", wrap: str = "d
             zs = [_all_gather_without_autograd(z, rank, world) for z in zs]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # Taylor radius warnings: same on both sides
-            loss = case.call(loss_fn, zs)
+            if terms:
+                loss, parts = loss_fn(*zs, return_terms=True)
+            else:
+                loss = case.call(loss_fn, zs)
         loss.backward()
         grads = [p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad for p in model.parameters()]
         out.append((loss.detach().clone(), [g.detach().clone() for g in grads]))
+        if terms:
+            out[-1] += ({k: v.clone() for k, v in parts.items()},)
     return out
 
 
@@ -140,6 +155,17 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, case_ids: list[
                     )
         _distributed._force_path = None
         if world == 2:
+            # The loss terms (return_terms=True): global, as the loss is.
+            for layout, counts in LAYOUTS[2].items():
+                for path in PATHS:
+                    _distributed._force_path = path
+                    for cid in case_ids:
+                        _guarded(
+                            results,
+                            ("terms", layout, path, cid),
+                            lambda cid=cid, counts=counts: _run(cases[cid], rank, counts, terms=True),
+                        )
+            _distributed._force_path = None
             counts = LAYOUTS[2]["equal"]
             for cid, path in COMPILED:
                 _distributed._force_path = path
@@ -216,6 +242,29 @@ def test_processes_equal_one_process_with_the_whole_batch(world, case, worlds):
     for layout, counts in LAYOUTS[world].items():
         for path in PATHS:
             _check(results, (layout, path, case.id), case, counts, f"{case.id} W={world} {layout} {counts} {path}")
+
+
+@pytest.mark.parametrize("case", params(kinds=("pair", "views"), distributed=True))
+def test_loss_terms_of_two_processes_equal_one_process_with_the_whole_batch(case, worlds):
+    results_per_rank = worlds(2)
+    for layout, counts in LAYOUTS[2].items():
+        for path in PATHS:
+            what = f"{case.id} terms W=2 {layout} {counts} {path}"
+            reference = _run(case, rank=0, counts=(sum(counts),), terms=True)
+            for rank, results in enumerate(results_per_rank):
+                got = results[("terms", layout, path, case.id)]
+                assert not isinstance(got, str), f"{what} rank {rank} raised:\n{got}"
+                _assert_same([g[:2] for g in got], [r[:2] for r in reference], f"{what} rank {rank}")
+                for step, (g, r) in enumerate(zip(got, reference)):
+                    assert set(g[2]) == set(r[2]), what
+                    for name in r[2]:
+                        torch.testing.assert_close(
+                            g[2][name],
+                            r[2][name],
+                            rtol=TOL,
+                            atol=TOL,
+                            msg=lambda m, where=f"{what} rank {rank} step {step} {name}": f"{where}: {m}",
+                        )
 
 
 def test_path_choice_by_size(worlds):

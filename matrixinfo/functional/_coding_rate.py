@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import _distributed, _spectral, _trace
-from .._checks import check_embeddings, check_number
-from ._common import _check_views, _common_checks, _prepare, _run
+from .._checks import check_embeddings, check_flag, check_number
+from ._common import _check_views, _common_checks, _prepare, _run, _with_terms
 
 __all__ = [
     "emp_ssl_loss",
@@ -27,7 +27,8 @@ __all__ = [
 ]
 
 
-def _check_tcr(fn, views, eps, method, order, gather_distributed):
+def _check_tcr(fn, views, eps, method, order, gather_distributed, return_terms):
+    check_flag(fn, "return_terms", return_terms)
     _check_views(fn, views, gather_distributed)
     _common_checks(fn, method, order)
     check_number(fn, "eps", eps, minimum=0.0, strict=True)
@@ -40,7 +41,8 @@ def tcr_loss(
     order: int = 4,
     gather_distributed: bool = False,
     check_radius: bool = True,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Total coding rate loss (paper eq. 6), averaged over the views given.
 
     .. math:: \mathcal{L}_{\mathrm{TCR}} = -\frac12 \log\det\Big(I_d + \frac{d}{B\,\epsilon^2} Z^\top Z\Big)
@@ -68,9 +70,12 @@ def tcr_loss(
             processes (see :doc:`/distributed`); nothing without a process group.
         check_radius: warn when the Taylor series is outside its convergence
             radius. ``False`` skips every host read (no GPU synchronization).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize.
+        0-d tensor to minimize. With ``return_terms=True``, ``(loss, terms)`` with one term,
+        ``terms["tcr"]``, the loss itself (detached); global with
+        ``gather_distributed``, as the loss.
 
     Examples:
         >>> import torch
@@ -81,16 +86,18 @@ def tcr_loss(
         True
     """
     fn = "tcr_loss"
-    _check_tcr(fn, views, eps, method, order, gather_distributed)
+    _check_tcr(fn, views, eps, method, order, gather_distributed, return_terms)
     batch, zs = _prepare(fn, gather_distributed, *views, check_radius=check_radius)
     B, d = batch.n, zs[0].shape[1]
     scale = d / (B * eps)
-    return _run(
-        zs[0],
-        lambda: torch.stack(
+
+    def compute():
+        loss = torch.stack(
             [-0.5 * _trace.trace_log_autocov(fn, batch, z, 1.0, scale, method, order, check_radius) for z in zs]
-        ).mean(),
-    )
+        ).mean()
+        return _with_terms(loss, tcr=loss) if return_terms else loss
+
+    return _run(zs[0], compute, ("tcr",) if return_terms else None)
 
 
 def emp_tcr_loss(
@@ -101,7 +108,8 @@ def emp_tcr_loss(
     order: int = 4,
     gather_distributed: bool = False,
     check_radius: bool = True,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Coding rate of the concatenated views (paper eq. 9).
 
     Each view is l2-normalized, then the ``n`` views of a sample are
@@ -127,9 +135,14 @@ def emp_tcr_loss(
             processes (see :doc:`/distributed`); nothing without a process group.
         check_radius: warn when the Taylor series is outside its convergence
             radius. ``False`` skips every host read (no GPU synchronization).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize.
+        0-d tensor to minimize. With ``return_terms=True``, ``(loss, terms)``:
+        ``terms["log_det"]`` is the log-determinant
+        :math:`\log\det(I_{nd} + \frac{d}{B\epsilon^2} \tilde Z^\top \tilde Z)`
+        (detached), and ``loss = -mu * log_det``; global with
+        ``gather_distributed``, as the loss.
 
     Examples:
         >>> import torch
@@ -139,14 +152,20 @@ def emp_tcr_loss(
         True
     """
     fn = "emp_tcr_loss"
-    _check_tcr(fn, views, eps, method, order, gather_distributed)
+    _check_tcr(fn, views, eps, method, order, gather_distributed, return_terms)
     check_number(fn, "mu", mu, minimum=0.0)
     n = len(views)
     batch, zs = _prepare(fn, gather_distributed, *views, dim=n * views[0].shape[1], check_radius=check_radius)
     B, d = batch.n, zs[0].shape[1]
     Z = torch.cat(zs, dim=1) / math.sqrt(n)
     scale = n * d / (B * eps)
-    return _run(zs[0], lambda: -mu * _trace.trace_log_autocov(fn, batch, Z, 1.0, scale, method, order, check_radius))
+
+    def compute():
+        log_det = _trace.trace_log_autocov(fn, batch, Z, 1.0, scale, method, order, check_radius)
+        loss = -mu * log_det
+        return _with_terms(loss, log_det=log_det) if return_terms else loss
+
+    return _run(zs[0], compute, ("log_det",) if return_terms else None)
 
 
 def emp_ssl_loss(
@@ -158,7 +177,8 @@ def emp_ssl_loss(
     order: int = 4,
     gather_distributed: bool = False,
     check_radius: bool = True,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""EMP-SSL's total loss over ``n`` patches (views) of each sample.
 
     .. math:: \mathcal{L} = \frac{w_{\mathrm{tcr}}}{n}\sum_{i=1}^n \mathcal{L}_{\mathrm{TCR}}(Z_i)
@@ -181,9 +201,15 @@ def emp_ssl_loss(
             processes (see :doc:`/distributed`); nothing without a process group.
         check_radius: warn when the Taylor series is outside its convergence
             radius. ``False`` skips every host read (no GPU synchronization).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize.
+        0-d tensor to minimize. With ``return_terms=True``, ``(loss, terms)``:
+        ``terms["tcr"]`` is :math:`\frac1n\sum_i \mathcal{L}_{\mathrm{TCR}}(Z_i)`
+        (:func:`tcr_loss` of the views) and ``terms["invariance"]`` is
+        :math:`-\frac1n\sum_i \frac1B \sum_b \cos(z_{i,b}, \bar z_b)`
+        (detached), with ``loss = tcr_weight * tcr + invariance_weight *
+        invariance``; global with ``gather_distributed``, as the loss.
 
     Examples:
         >>> import torch
@@ -197,7 +223,7 @@ def emp_ssl_loss(
         True
     """
     fn = "emp_ssl_loss"
-    _check_tcr(fn, views, eps, method, order, gather_distributed)
+    _check_tcr(fn, views, eps, method, order, gather_distributed, return_terms)
     check_number(fn, "invariance_weight", invariance_weight, minimum=0.0)
     check_number(fn, "tcr_weight", tcr_weight, minimum=0.0)
     batch, zs = _prepare(fn, gather_distributed, *views, check_radius=check_radius)
@@ -211,9 +237,11 @@ def emp_ssl_loss(
         mean = torch.stack(zs).mean(dim=0)
         # A per-sample mean: the sum over the global batch, divided by B and the number of views.
         (cos,) = batch.sums(torch.stack([F.cosine_similarity(z, mean, dim=1) for z in zs]).sum(dim=0))
-        return tcr_weight * tcr.mean() - invariance_weight * cos / (B * len(zs))
+        tcr_mean = tcr.mean()
+        loss = tcr_weight * tcr_mean - invariance_weight * cos / (B * len(zs))
+        return _with_terms(loss, tcr=tcr_mean, invariance=-cos / (B * len(zs))) if return_terms else loss
 
-    return _run(zs[0], compute)
+    return _run(zs[0], compute, ("tcr", "invariance") if return_terms else None)
 
 
 def mec_loss(
@@ -226,7 +254,8 @@ def mec_loss(
     method: str = "taylor",
     gather_distributed: bool = False,
     check_radius: bool = True,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Maximum entropy coding loss (paper eq. 8) as optimized by the MEC authors.
 
     With l2-normalized rows and :math:`\lambda = \frac{d}{B \epsilon^2}`
@@ -266,9 +295,12 @@ def mec_loss(
             processes (see :doc:`/distributed`); nothing without a process group.
         check_radius: warn when the Taylor series is outside its convergence
             radius. ``False`` skips every host read (no GPU synchronization).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize.
+        0-d tensor to minimize. With ``return_terms=True``, ``(loss, terms)`` with one term,
+        ``terms["mec"]``, the loss itself (detached); global with
+        ``gather_distributed``, as the loss.
 
     Examples:
         >>> import torch
@@ -280,6 +312,7 @@ def mec_loss(
         True
     """
     fn = "mec_loss"
+    check_flag(fn, "return_terms", return_terms)
     check_embeddings(fn, ("online", "target"), online, target, min_rows=_distributed.local_min_rows(gather_distributed))
     _common_checks(fn, method, order)
     check_number(fn, "eps", eps, minimum=0.0, strict=True)
@@ -303,6 +336,7 @@ def mec_loss(
             if check_radius:
                 _spectral.warn_if_outside_radius(fn, M.detach(), "lambda * Z P^T", dim=min(B, d), loss=True)
             trace_log = _trace.trace_log_taylor(M, min(B, d), 1.0, order)
-        return -trace_log / (B * lam)
+        loss = -trace_log / (B * lam)
+        return _with_terms(loss, mec=loss) if return_terms else loss
 
-    return _run(z, compute)
+    return _run(z, compute, ("mec",) if return_terms else None)

@@ -10,7 +10,14 @@ Conventions shared by every loss of :mod:`matrixinfo.functional`:
   Where a method distinguishes its branches, the online branch comes first and
   the target branch second. No loss detaches an input: stop-gradients are the
   caller's (``target.detach()``), as in the authors' training loops.
-* Every function returns a 0-d tensor to be minimized.
+* Every function returns a 0-d tensor to be minimized. With
+  ``return_terms=True`` it returns ``(loss, terms)`` instead (CorInfoMax:
+  ``(loss, new_state, terms)``): ``terms`` is a ``dict`` of 0-d detached
+  tensors of the loss's dtype, the unweighted terms that the forward computed
+  anyway (no recomputation, no host read), and the loss is the weighted sum of
+  them that its docstring states under "Terms". A loss of one term returns it
+  under its name. With ``gather_distributed=True`` the terms are global, as
+  the loss value is: the same on every process.
 * Precision: the package's policy (:class:`matrixinfo._spectral.precision`).
   float32 and float64 inputs are computed in their own precision (mixed: the
   promoted dtype). float16 and bfloat16 inputs are computed in float32 with
@@ -90,19 +97,30 @@ def _prepare(
     return batch, tuple(F.normalize(z, dim=1) for z in policy.cast(*batch.rows))
 
 
-def _run(ref: torch.Tensor, compute):
+def _run(ref: torch.Tensor, compute, terms: Sequence[str] | None = None):
     """Run ``compute()`` under the precision policy of ``ref``.
 
     The rows are already in the dtype of the work, so autocast off is what it adds. The result stays in
     that dtype: float32 for half-precision inputs, so that the loss is not
-    rounded to 3 significant digits.
+    rounded to 3 significant digits. ``terms``: the names of the loss's terms
+    when the caller asked for them (``compute`` then returns ``(loss, terms)``).
     """
     if ref.device.type == "meta":
         # Shape inference (meta tensors, e.g. FSDP initialization): a 0-d loss
         # of the compute dtype, connected to the graph; nothing is read on the host.
-        return ref.sum() * 0.0
+        zero = ref.sum() * 0.0
+        return zero if terms is None else (zero, {name: zero.detach() for name in terms})
     with _spectral.precision(ref):
         return compute()
+
+
+def _with_terms(loss: torch.Tensor, **terms: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(loss, terms)``: each term detached, in the loss's dtype (see the module docstring).
+
+    Callers write ``_with_terms(loss, a=..., b=...) if return_terms else loss``,
+    so that the default call builds nothing.
+    """
+    return loss, {name: t.detach().to(loss.dtype) for name, t in terms.items()}
 
 
 def _check_views(fn: str, views: Sequence[torch.Tensor], gather_distributed: bool = False) -> None:

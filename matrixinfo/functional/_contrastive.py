@@ -19,6 +19,7 @@ import torch
 
 from .. import _distributed, _spectral
 from .._checks import check_embeddings, check_flag, check_number
+from ._common import _with_terms
 
 __all__ = [
     "byol_loss",
@@ -47,7 +48,8 @@ def simclr_loss(
     *,
     temperature: float = 0.5,
     gather_distributed: bool = False,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""SimCLR's NT-Xent loss (Chen et al. 2020; paper eq. 1).
 
     The ``2B`` rows of both views are l2-normalized,
@@ -81,10 +83,16 @@ def simclr_loss(
             is the single-process value on the full batch on every process
             (one scalar all-reduce) and gradients are exact after DDP's
             averaging.
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
         0-d tensor to minimize (positive: a log-sum-exp over ``2B - 1`` terms
-        minus one of them).
+        minus one of them). With ``return_terms=True``, ``(loss, terms)``:
+        ``terms["alignment"]`` is :math:`-\frac{1}{2B}\sum_a s_{a,p(a)}` and
+        ``terms["uniformity"]`` is
+        :math:`\frac{1}{2B}\sum_a \log\sum_{k \ne a} \exp(s_{ak})` (detached),
+        with ``loss = alignment + uniformity``; with ``gather_distributed``
+        they are global, as the loss (one more all-reduce, of two numbers).
 
     Raises:
         MatrixInfoValueError: shapes are not ``(B, d)`` with ``B >= 2`` or differ;
@@ -101,6 +109,7 @@ def simclr_loss(
     """
     fn = "simclr_loss"
     check_flag(fn, "gather_distributed", gather_distributed)
+    check_flag(fn, "return_terms", return_terms)
     check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=_distributed.local_min_rows(gather_distributed))
     temperature = check_number(fn, "temperature", temperature, minimum=0.0, strict=True)
     with _spectral.precision(z1, z2) as policy:
@@ -117,8 +126,23 @@ def simclr_loss(
         is_self = torch.zeros_like(logits, dtype=torch.bool)
         is_self[index, own] = True
         log_denominator = torch.logsumexp(logits.masked_fill(is_self, -math.inf), dim=1)
-        value = (log_denominator - logits[index, positive]).sum() / (2 * total)
-    return _distributed._SumOverProcesses.apply(value) if active else value
+        positives = logits[index, positive]
+        value = (log_denominator - positives).sum() / (2 * total)
+    loss = _distributed._SumOverProcesses.apply(value) if active else value
+    if not return_terms:
+        return loss
+    return _with_terms(
+        loss,
+        **_summed(active, alignment=-positives.sum() / (2 * total), uniformity=log_denominator.sum() / (2 * total)),
+    )
+
+
+def _summed(active: bool, **partial: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-process partial sums of detached terms, summed over the processes when ``active`` (one all-reduce)."""
+    if not active:
+        return partial
+    total = _distributed._all_reduce(torch.stack([t.detach() for t in partial.values()]))
+    return dict(zip(partial, total.unbind(), strict=True))
 
 
 # --------------------------------------------------------------------------- #
@@ -129,7 +153,9 @@ def _mean_cosine(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (_normalize(online) * _normalize(target)).sum(dim=1).mean()
 
 
-def negative_cosine_similarity_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def negative_cosine_similarity_loss(
+    online: torch.Tensor, target: torch.Tensor, *, return_terms: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""SimSiam's negative cosine similarity (Chen & He 2021; paper eq. 2).
 
     .. math:: \mathcal{L} = -\frac{1}{B} \sum_{i=1}^{B}
@@ -155,9 +181,13 @@ def negative_cosine_similarity_loss(online: torch.Tensor, target: torch.Tensor) 
     Args:
         online: ``(B, d)`` online embeddings (predictor output).
         target: ``(B, d)`` target embeddings (not detached by the loss).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor in ``[-1, 1]`` to minimize.
+        0-d tensor in ``[-1, 1]`` to minimize. With ``return_terms=True``,
+        ``(loss, terms)``: one term, ``terms["cosine_similarity"]``, the mean
+        cosine :math:`\frac1B \sum_i \cos(p_i, z_i)` (detached), and
+        ``loss = -cosine_similarity``.
 
     Raises:
         MatrixInfoValueError: shapes are not ``(B, d)`` with ``B >= 1`` or differ;
@@ -172,12 +202,18 @@ def negative_cosine_similarity_loss(online: torch.Tensor, target: torch.Tensor) 
         >>> negative_cosine_similarity_loss(p, z)  # -(1 + 1/sqrt(2)) / 2
         tensor(-0.8536, dtype=torch.float64)
     """
-    check_embeddings("negative_cosine_similarity_loss", ("online", "target"), online, target, min_rows=1)
+    fn = "negative_cosine_similarity_loss"
+    check_flag(fn, "return_terms", return_terms)
+    check_embeddings(fn, ("online", "target"), online, target, min_rows=1)
     with _spectral.precision(online, target) as policy:
-        return -_mean_cosine(*policy.cast(online, target))
+        cosine = _mean_cosine(*policy.cast(online, target))
+        loss = -cosine
+        return _with_terms(loss, cosine_similarity=cosine) if return_terms else loss
 
 
-def byol_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def byol_loss(
+    online: torch.Tensor, target: torch.Tensor, *, return_terms: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""BYOL's normalized mean squared error (Grill et al. 2020; paper eq. 3).
 
     .. math:: \mathcal{L} = \frac{1}{B} \sum_{i=1}^{B} \Big\| \frac{p_i}{\|p_i\|} - \frac{z_i}{\|z_i\|} \Big\|_2^2
@@ -200,9 +236,13 @@ def byol_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     Args:
         online: ``(B, d)`` online embeddings (predictor output).
         target: ``(B, d)`` target embeddings (not detached by the loss).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor in ``[0, 4]`` to minimize.
+        0-d tensor in ``[0, 4]`` to minimize. With ``return_terms=True``,
+        ``(loss, terms)``: ``terms["cosine_similarity"]`` is the mean cosine
+        :math:`\frac1B \sum_i \cos(p_i, z_i)` (detached), and
+        ``loss = 2 - 2 * cosine_similarity``.
 
     Raises:
         MatrixInfoValueError: shapes are not ``(B, d)`` with ``B >= 1`` or differ;
@@ -216,9 +256,12 @@ def byol_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         >>> byol_loss(p, -p)  # opposite directions: the maximum
         tensor(4., dtype=torch.float64)
     """
+    check_flag("byol_loss", "return_terms", return_terms)
     check_embeddings("byol_loss", ("online", "target"), online, target, min_rows=1)
     with _spectral.precision(online, target) as policy:
-        return 2.0 - 2.0 * _mean_cosine(*policy.cast(online, target))
+        cosine = _mean_cosine(*policy.cast(online, target))
+        loss = 2.0 - 2.0 * cosine
+        return _with_terms(loss, cosine_similarity=cosine) if return_terms else loss
 
 
 # --------------------------------------------------------------------------- #
@@ -242,7 +285,8 @@ def spectral_contrastive_loss(
     *,
     mu: float = 1.0,
     gather_distributed: bool = False,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Spectral contrastive loss (HaoChen et al. 2021), the authors' definition.
 
     Rows whose norm exceeds :math:`\sqrt{\mu}` are first projected back to the
@@ -272,9 +316,16 @@ def spectral_contrastive_loss(
             second view of the global batch and all-reduce the partial sums:
             the value on every process is the single-process value on the full
             batch, gradients are exact after DDP's averaging.
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize.
+        0-d tensor to minimize. With ``return_terms=True``, ``(loss, terms)``:
+        the two brackets of the formula before the division by :math:`\mu`,
+        ``terms["alignment"]`` :math:`-\frac{2}{B}\sum_i z_{1,i}^\top z_{2,i}` and
+        ``terms["uniformity"]`` :math:`\frac{1}{B(B-1)}\sum_{i \ne j} (z_{1,i}^\top z_{2,j})^2`
+        (after the projection; detached), with
+        ``loss = (alignment + uniformity) / mu``; with ``gather_distributed``
+        they are global, as the loss (one more all-reduce, of two numbers).
 
     Raises:
         MatrixInfoValueError: shapes are not ``(B, d)`` with ``B >= 2`` or differ;
@@ -292,6 +343,7 @@ def spectral_contrastive_loss(
     """
     fn = "spectral_contrastive_loss"
     check_flag(fn, "gather_distributed", gather_distributed)
+    check_flag(fn, "return_terms", return_terms)
     check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=_distributed.local_min_rows(gather_distributed))
     mu = check_number(fn, "mu", mu, minimum=0.0, strict=True)
     radius = math.sqrt(mu)
@@ -307,4 +359,8 @@ def spectral_contrastive_loss(
         alignment = gram[index, own].sum()
         uniformity = torch.where(is_pair, torch.zeros_like(gram), gram).square().sum()
         value = (-2.0 / total * alignment + uniformity / (total * (total - 1))) / mu
-    return _distributed._SumOverProcesses.apply(value) if active else value
+    loss = _distributed._SumOverProcesses.apply(value) if active else value
+    if not return_terms:
+        return loss
+    parts = _summed(active, alignment=-2.0 / total * alignment, uniformity=uniformity / (total * (total - 1)))
+    return _with_terms(loss, **parts)

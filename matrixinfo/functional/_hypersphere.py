@@ -13,7 +13,8 @@ import math
 import torch
 
 from .. import _spectral
-from .._checks import MatrixInfoValueError, check_embeddings, check_number
+from .._checks import MatrixInfoValueError, check_embeddings, check_flag, check_number
+from ._common import _with_terms
 
 __all__ = ["alignment_loss", "uniformity_loss"]
 
@@ -59,7 +60,9 @@ def _unit_rows(policy: _spectral.precision, *zs: torch.Tensor) -> list[torch.Ten
     return [torch.nn.functional.normalize(z, dim=-1) for z in policy.cast(*zs)]
 
 
-def alignment_loss(z1: torch.Tensor, z2: torch.Tensor, *, alpha: float = 2.0) -> torch.Tensor:
+def alignment_loss(
+    z1: torch.Tensor, z2: torch.Tensor, *, alpha: float = 2.0, return_terms: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Alignment loss (Wang & Isola, 2020, section 4.1): mean distance of positive pairs on the unit sphere.
 
     .. math:: \mathcal L_{\text{align}} = \frac1B \sum_{i=1}^B
@@ -79,9 +82,12 @@ def alignment_loss(z1: torch.Tensor, z2: torch.Tensor, *, alpha: float = 2.0) ->
         z1: ``(B, d)`` embeddings of the first views, ``B >= 1``.
         z2: ``(B, d)`` embeddings of the second views (same shape).
         alpha: ``> 0``, the exponent of the distance. Default 2 (the authors').
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
         0-d tensor in ``[0, 2^alpha]`` to minimize (float32 for half-precision inputs).
+        With ``return_terms=True``, ``(loss, terms)`` with one term,
+        ``terms["alignment"]``, the loss itself (detached).
 
     Raises:
         MatrixInfoValueError: shapes are not ``(B, d)`` or differ; ``alpha <= 0``.
@@ -97,13 +103,17 @@ def alignment_loss(z1: torch.Tensor, z2: torch.Tensor, *, alpha: float = 2.0) ->
     """
     fn = "alignment_loss"
     check_number(fn, "alpha", alpha, minimum=0.0, strict=True)
+    check_flag(fn, "return_terms", return_terms)
     check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=1)
     with _spectral.precision(z1, z2) as policy:
         a, b = _unit_rows(policy, z1, z2)
-        return alignment_terms(a, b, float(alpha)).mean()
+        loss = alignment_terms(a, b, float(alpha)).mean()
+        return _with_terms(loss, alignment=loss) if return_terms else loss
 
 
-def uniformity_loss(*views: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+def uniformity_loss(
+    *views: torch.Tensor, t: float = 2.0, return_terms: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Uniformity loss (Wang & Isola, 2020, section 4.1), averaged over the views given.
 
     For each view, over the distinct pairs of its l2-normalized rows,
@@ -125,9 +135,12 @@ def uniformity_loss(*views: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     Args:
         *views: one or more ``(B, d)`` embeddings of the same shape, ``B >= 2``.
         t: ``> 0``, the scale of the potential. Default 2 (the authors').
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
         0-d tensor in ``[-4t, 0]`` to minimize (float32 for half-precision inputs).
+        With ``return_terms=True``, ``(loss, terms)`` with one term,
+        ``terms["uniformity"]``, the loss itself (detached).
 
     Raises:
         MatrixInfoValueError: no view; shapes are not ``(B, d)`` with ``B >= 2`` or differ; ``t <= 0``.
@@ -142,8 +155,10 @@ def uniformity_loss(*views: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     """
     fn = "uniformity_loss"
     check_number(fn, "t", t, minimum=0.0, strict=True)
+    check_flag(fn, "return_terms", return_terms)
     if not views:
         raise MatrixInfoValueError(f"{fn}: expected at least one view of shape (B, d), got none.")
     check_embeddings(fn, tuple(f"views[{i}]" for i in range(len(views))), *views, min_rows=2)
     with _spectral.precision(*views) as policy:
-        return torch.stack([log_mean_pair_potential(x, float(t)) for x in _unit_rows(policy, *views)]).mean()
+        loss = torch.stack([log_mean_pair_potential(x, float(t)) for x in _unit_rows(policy, *views)]).mean()
+        return _with_terms(loss, uniformity=loss) if return_terms else loss

@@ -325,7 +325,8 @@ def matrix_llm_loss(
     eps: float = 1e-6,
     ignore_index: int = -100,
     detach_embedding: bool = False,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Cross-entropy plus matrix cross-entropy for language models (paper eq. 23).
 
     For each token with target distribution :math:`p` (one-hot for class
@@ -541,10 +542,17 @@ def matrix_llm_loss(
         ignore_index: target value to skip (class-index targets).
         detach_embedding: stop the MCE term's gradient into ``embedding``
             (see the warning above).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
         0-d tensor to minimize (0 with no non-ignored token); float32 for
-        half-precision inputs.
+        half-precision inputs. With ``return_terms=True``, ``(loss, terms)``:
+        ``terms["cross_entropy"]`` and ``terms["matrix_cross_entropy"]`` are
+        the two token means (over the tokens whose target is not
+        ``ignore_index``; the MCE as the chosen ``method`` computes it),
+        detached, with ``loss = cross_entropy + mce_weight *
+        matrix_cross_entropy``. With ``mce_weight = 0`` the MCE is not
+        computed and not returned.
 
     Examples:
         >>> import torch
@@ -563,6 +571,7 @@ def matrix_llm_loss(
     check_int(fn, "rank", rank, 0)
     check_int(fn, "steps", steps, 1)
     check_flag(fn, "detach_embedding", detach_embedding)
+    check_flag(fn, "return_terms", return_terms)
     n = logits.shape[-1]
     soft = target.is_floating_point()
     logits = logits.reshape(-1, n)
@@ -591,7 +600,9 @@ def matrix_llm_loss(
             # below: no boolean indexing, whose output shape would need a host read.
             target = torch.where(keep, target, torch.zeros_like(target))
         if logits.shape[0] == 0:
-            return embedding.to(work).sum() * 0 + logits.sum() * 0
+            zero = embedding.to(work).sum() * 0 + logits.sum() * 0
+            names = ("cross_entropy", "matrix_cross_entropy") if mce_weight != 0 else ("cross_entropy",)
+            return (zero, {name: zero.detach() for name in names}) if return_terms else zero
         logq = torch.log_softmax(logits, dim=-1)
         ce = -(target * logq).sum(-1) if soft else -logq.gather(-1, target[:, None]).squeeze(-1)
         value = ce
@@ -620,8 +631,15 @@ def matrix_llm_loss(
                 idx_t, w_t, rest_t = _target_support(target, soft, top_k)
                 mce = _mce_topk(q, E, idx_t, w_t.to(work), rest_t, top_k, rank, eps, None if soft else keep.to(work))
             value = value + mce_weight * mce
-        if soft:
-            return _spectral.nan_where(bad, value.mean())
-        return _spectral.nan_where(
-            bad, torch.where(keep, value, torch.zeros_like(value)).sum() / keep.sum().clamp_min(1)
-        )
+
+        def token_mean(x):
+            if soft:
+                return _spectral.nan_where(bad, x.mean())
+            return _spectral.nan_where(bad, torch.where(keep, x, torch.zeros_like(x)).sum() / keep.sum().clamp_min(1))
+
+        loss = token_mean(value)
+        if not return_terms:
+            return loss
+        # The terms: token means of the per-token parts that the loss summed (detached, the loss's dtype).
+        terms = {"cross_entropy": ce} if mce_weight == 0 else {"cross_entropy": ce, "matrix_cross_entropy": mce}
+        return loss, {name: token_mean(t).detach().to(loss.dtype) for name, t in terms.items()}

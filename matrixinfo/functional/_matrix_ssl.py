@@ -16,8 +16,8 @@ import math
 import torch
 
 from .. import _distributed, _spectral, _trace
-from .._checks import check_choice, check_embeddings, check_number
-from ._common import _check_views, _common_checks, _prepare, _run
+from .._checks import check_choice, check_embeddings, check_flag, check_number
+from ._common import _check_views, _common_checks, _prepare, _run, _with_terms
 
 __all__ = [
     "matrix_kl_alignment_loss",
@@ -213,7 +213,10 @@ def _min_rows(formulation: str) -> int:
     return 3 if formulation == "paper" else 2
 
 
-def _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma=None, gather_distributed=False):
+def _check_matrix_ssl(
+    fn, online, target, lam, mu, order, method, formulation, gamma=None, gather_distributed=False, return_terms=False
+):
+    check_flag(fn, "return_terms", return_terms)
     min_rows = _distributed.local_min_rows(gather_distributed, _min_rows(formulation))
     check_embeddings(fn, ("online", "target"), online, target, min_rows=min_rows)
     _common_checks(fn, method, order)
@@ -236,7 +239,8 @@ def matrix_kl_uniformity_loss(
     formulation: str = "official",
     gather_distributed: bool = False,
     check_radius: bool = True,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Matrix-KL uniformity loss of Matrix-SSL (paper eq. 20), per view pair.
 
     Rows of both inputs are l2-normalized and centered over the batch;
@@ -282,9 +286,13 @@ def matrix_kl_uniformity_loss(
         formulation: ``"official"`` or ``"paper"``.
         gather_distributed: compute over the global batch of all processes.
         check_radius: warn when the Taylor series is outside its radius.
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize.
+        0-d tensor to minimize. With ``return_terms=True``, ``(loss, terms)``
+        with one term, ``terms["uniformity"]``, the loss itself (detached;
+        the same name as in :func:`matrix_ssl_loss`); global with
+        ``gather_distributed``, as the loss.
 
     Examples:
         >>> import torch
@@ -298,13 +306,13 @@ def matrix_kl_uniformity_loss(
         True
     """
     fn = "matrix_kl_uniformity_loss"
-    _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gather_distributed=gather_distributed)
+    _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, None, gather_distributed, return_terms)
     batch, (z, p) = _prepare(
         fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius
     )
-    return _run(
-        z,
-        lambda: _uniformity_value(
+
+    def compute():
+        loss = _uniformity_value(
             fn,
             _gram(p, z, formulation, batch),
             lam=lam,
@@ -313,8 +321,10 @@ def matrix_kl_uniformity_loss(
             method=method,
             formulation=formulation,
             check_radius=check_radius,
-        ),
-    )
+        )
+        return _with_terms(loss, uniformity=loss) if return_terms else loss
+
+    return _run(z, compute, ("uniformity",) if return_terms else None)
 
 
 def matrix_kl_alignment_loss(
@@ -327,7 +337,8 @@ def matrix_kl_alignment_loss(
     formulation: str = "official",
     gather_distributed: bool = False,
     check_radius: bool = True,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Matrix-KL alignment loss of Matrix-SSL (paper eq. 21), per view pair.
 
     With l2-normalized, centered rows, :math:`C_{pp} = \frac1n P_c^\top P_c`
@@ -361,9 +372,13 @@ def matrix_kl_alignment_loss(
             processes (see :doc:`/distributed`); nothing without a process group.
         check_radius: warn when the Taylor series is outside its convergence
             radius. ``False`` skips every host read (no GPU synchronization).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize.
+        0-d tensor to minimize. With ``return_terms=True``, ``(loss, terms)``
+        with one term, ``terms["alignment"]``, the loss itself (detached;
+        the same name as in :func:`matrix_ssl_loss`); global with
+        ``gather_distributed``, as the loss.
 
     Examples:
         >>> import torch
@@ -374,13 +389,13 @@ def matrix_kl_alignment_loss(
         True
     """
     fn = "matrix_kl_alignment_loss"
-    _check_matrix_ssl(fn, online, target, None, mu, order, method, formulation, gather_distributed=gather_distributed)
+    _check_matrix_ssl(fn, online, target, None, mu, order, method, formulation, None, gather_distributed, return_terms)
     batch, (z, p) = _prepare(
         fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius
     )
-    return _run(
-        z,
-        lambda: _alignment_value(
+
+    def compute():
+        loss = _alignment_value(
             fn,
             _gram(p, z, formulation, batch),
             mu=mu,
@@ -388,8 +403,10 @@ def matrix_kl_alignment_loss(
             method=method,
             formulation=formulation,
             check_radius=check_radius,
-        ),
-    )
+        )
+        return _with_terms(loss, alignment=loss) if return_terms else loss
+
+    return _run(z, compute, ("alignment",) if return_terms else None)
 
 
 def matrix_ssl_loss(
@@ -404,7 +421,8 @@ def matrix_ssl_loss(
     formulation: str = "official",
     gather_distributed: bool = False,
     check_radius: bool = True,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Matrix-SSL loss (paper eq. 22) for one (online, target) view pair.
 
     .. math:: \mathcal{L}_{\text{Matrix-SSL}} = \mathcal{L}_U + \gamma\, \mathcal{L}_A,
@@ -438,9 +456,16 @@ def matrix_ssl_loss(
             processes (see :doc:`/distributed`); nothing without a process group.
         check_radius: warn when the Taylor series is outside its convergence
             radius. ``False`` skips every host read (no GPU synchronization).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize.
+        0-d tensor to minimize. With ``return_terms=True``, ``(loss, terms)``:
+        ``terms["uniformity"]`` is :math:`\mathcal{L}_U` and
+        ``terms["alignment"]`` is :math:`\mathcal{L}_A` (the values of
+        :func:`matrix_kl_uniformity_loss` and :func:`matrix_kl_alignment_loss`;
+        detached), with ``loss = uniformity + gamma * alignment``. With
+        ``gamma = 0`` the alignment term is not computed and not returned.
+        Global with ``gather_distributed``, as the loss.
 
     Examples:
         >>> import torch
@@ -453,7 +478,7 @@ def matrix_ssl_loss(
         True
     """
     fn = "matrix_ssl_loss"
-    _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma, gather_distributed)
+    _check_matrix_ssl(fn, online, target, lam, mu, order, method, formulation, gamma, gather_distributed, return_terms)
     batch, (z, p) = _prepare(
         fn, gather_distributed, online, target, min_rows=_min_rows(formulation), check_radius=check_radius
     )
@@ -461,12 +486,15 @@ def matrix_ssl_loss(
 
     def compute():
         g = _gram(p, z, formulation, batch)  # the cross-Gram matrix serves both terms
-        value = _uniformity_value(fn, g, lam=lam, **opts)
+        value = uniformity = _uniformity_value(fn, g, lam=lam, **opts)
+        terms = {"uniformity": uniformity}
         if gamma != 0:
-            value = value + gamma * _alignment_value(fn, g, **opts)
-        return value
+            terms["alignment"] = alignment = _alignment_value(fn, g, **opts)
+            value = value + gamma * alignment
+        return _with_terms(value, **terms) if return_terms else value
 
-    return _run(z, compute)
+    names = ("uniformity", "alignment") if gamma != 0 else ("uniformity",)
+    return _run(z, compute, names if return_terms else None)
 
 
 # --------------------------------------------------------------------------- #
@@ -476,7 +504,8 @@ def _uniformity_lam(d: int, lam) -> float:
     return 1.0 / d if lam is None else lam
 
 
-def _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius):
+def _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius, return_terms):
+    check_flag(fn, "return_terms", return_terms)
     _check_views(fn, views, gather_distributed)
     _common_checks(fn, method, order)
     if lam is not None:
@@ -500,7 +529,8 @@ def uniformity_mce_loss(
     order: int = 4,
     gather_distributed: bool = False,
     check_radius: bool = True,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Uniformity-MCE loss (paper eq. 16), averaged over the views given.
 
     For each view, with l2-normalized rows (not centered):
@@ -528,9 +558,12 @@ def uniformity_mce_loss(
             processes (see :doc:`/distributed`); nothing without a process group.
         check_radius: warn when the Taylor series is outside its convergence
             radius. ``False`` skips every host read (no GPU synchronization).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize.
+        0-d tensor to minimize. With ``return_terms=True``, ``(loss, terms)``
+        with one term, ``terms["uniformity_mce"]``, the loss itself (detached);
+        global with ``gather_distributed``, as the loss.
 
     Examples:
         >>> import torch
@@ -542,8 +575,13 @@ def uniformity_mce_loss(
         True
     """
     fn = "uniformity_mce_loss"
-    zs, _, _, mce = _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius)
-    return _run(zs[0], lambda: torch.stack([mce(z) for z in zs]).mean())
+    zs, _, _, mce = _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius, return_terms)
+
+    def compute():
+        loss = torch.stack([mce(z) for z in zs]).mean()
+        return _with_terms(loss, uniformity_mce=loss) if return_terms else loss
+
+    return _run(zs[0], compute, ("uniformity_mce",) if return_terms else None)
 
 
 def uniformity_mkl_loss(
@@ -553,7 +591,8 @@ def uniformity_mkl_loss(
     order: int = 4,
     gather_distributed: bool = False,
     check_radius: bool = True,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Uniformity-MKL loss (paper eq. 17), averaged over the views given.
 
     .. math:: \mathcal{L}_{\mathrm{UMKL}} = \mathrm{MKL}\Big(\tfrac1d I_d + \lambda I_d \,\Big\|\,
@@ -573,9 +612,12 @@ def uniformity_mkl_loss(
             processes (see :doc:`/distributed`); nothing without a process group.
         check_radius: warn when the Taylor series is outside its convergence
             radius. ``False`` skips every host read (no GPU synchronization).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize, ``>= 0`` (exact method).
+        0-d tensor to minimize. With ``return_terms=True``, ``(loss, terms)``
+        with one term, ``terms["uniformity_mkl"]``, the loss itself (detached);
+        global with ``gather_distributed``, as the loss, ``>= 0`` (exact method).
 
     Examples:
         >>> import torch
@@ -585,7 +627,12 @@ def uniformity_mkl_loss(
         True
     """
     fn = "uniformity_mkl_loss"
-    zs, d, lam, mce = _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius)
+    zs, d, lam, mce = _uniformity_parts(fn, views, lam, method, order, gather_distributed, check_radius, return_terms)
     c = 1.0 / d + lam
     entropy_p = -d * c * math.log(c) + d * c
-    return _run(zs[0], lambda: torch.stack([mce(z) for z in zs]).mean() - entropy_p)
+
+    def compute():
+        loss = torch.stack([mce(z) for z in zs]).mean() - entropy_p
+        return _with_terms(loss, uniformity_mkl=loss) if return_terms else loss
+
+    return _run(zs[0], compute, ("uniformity_mkl",) if return_terms else None)

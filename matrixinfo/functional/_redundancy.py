@@ -16,6 +16,7 @@ import torch
 
 from .. import _distributed, _spectral
 from .._checks import MatrixInfoValueError, check_embeddings, check_flag, check_not_meta, check_number, shape_str, warn
+from ._common import _with_terms
 
 __all__ = [
     "CorInfoMaxState",
@@ -59,7 +60,8 @@ def barlow_twins_loss(
     *,
     lambda_param: float = 0.0051,
     gather_distributed: bool = False,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Barlow Twins loss (Zbontar et al. 2021; paper eq. 4).
 
     Each view is standardized per feature over the batch as
@@ -95,9 +97,15 @@ def barlow_twins_loss(
             Costs an all-reduce of ``d^2 + 4 d`` numbers and ``B_local d^2``
             flops per process when ``d <= B``, else an all-gather of the
             embeddings and ``B d^2`` (see :doc:`/distributed`).
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize; ``>= 0``, and 0 only if ``c = I``.
+        0-d tensor to minimize; ``>= 0``, and 0 only if ``c = I``. With
+        ``return_terms=True``, ``(loss, terms)``: ``terms["on_diagonal"]`` is
+        :math:`\sum_i (1 - c_{ii})^2` and ``terms["off_diagonal"]`` is
+        :math:`\sum_i \sum_{j \ne i} c_{ij}^2` (detached), and
+        ``loss = on_diagonal + lambda_param * off_diagonal``; global with
+        ``gather_distributed``, as the loss.
 
     Raises:
         MatrixInfoValueError: shapes are not ``(B, d)`` with ``B >= 2`` or differ;
@@ -117,6 +125,7 @@ def barlow_twins_loss(
     """
     fn = "barlow_twins_loss"
     check_flag(fn, "gather_distributed", gather_distributed)
+    check_flag(fn, "return_terms", return_terms)
     check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=_distributed.local_min_rows(gather_distributed))
     lambda_param = check_number(fn, "lambda_param", lambda_param, minimum=0.0)
     batch = _distributed.batch(fn, gather_distributed, z1, z2)
@@ -124,7 +133,9 @@ def barlow_twins_loss(
         z1, z2 = policy.cast(*batch.rows)
         c = _batch_correlation(batch, z1, z2)
         on_diagonal = (1.0 - c.diagonal()).square().sum()
-        return on_diagonal + lambda_param * _off_diagonal_square_sum(c)
+        off_diagonal = _off_diagonal_square_sum(c)
+        loss = on_diagonal + lambda_param * off_diagonal
+        return _with_terms(loss, on_diagonal=on_diagonal, off_diagonal=off_diagonal) if return_terms else loss
 
 
 # --------------------------------------------------------------------------- #
@@ -139,7 +150,8 @@ def vicreg_loss(
     nu_param: float = 1.0,
     gather_distributed: bool = False,
     eps: float = 1e-4,
-) -> torch.Tensor:
+    return_terms: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""VICReg loss (Bardes et al. 2021; paper eq. 5), the authors' definition.
 
     With :math:`\bar z_v` the batch mean, :math:`\sigma_{v,k}^2` the unbiased
@@ -176,9 +188,16 @@ def vicreg_loss(
             gradient). Costs an all-reduce of two ``d x d`` covariances when
             ``d <= B``, else an all-gather of the embeddings.
         eps: added to the variance before the square root, ``>= 0``.
+        return_terms: also return the terms, ``(loss, terms)``.
 
     Returns:
-        0-d tensor to minimize; ``>= 0``.
+        0-d tensor to minimize; ``>= 0``. With ``return_terms=True``,
+        ``(loss, terms)``: the three brackets of the formula, unweighted and
+        detached, ``terms["invariance"]`` (the MSE), ``terms["variance"]``
+        (the hinge averaged over the views) and ``terms["covariance"]`` (summed
+        over the views), with ``loss = lambda_param * invariance + mu_param *
+        variance + nu_param * covariance``; global with ``gather_distributed``,
+        as the loss.
 
     Raises:
         MatrixInfoValueError: shapes are not ``(B, d)`` with ``B >= 2`` or differ;
@@ -193,9 +212,13 @@ def vicreg_loss(
         >>> hinge = 1 - torch.sqrt(torch.tensor(2 / 3 + 1e-4, dtype=torch.float64))
         >>> bool(torch.isclose(vicreg_loss(z, z), 25 * hinge))
         True
+        >>> loss, terms = vicreg_loss(z, z, return_terms=True)
+        >>> sorted(terms), float(terms["invariance"]), float(terms["covariance"])
+        (['covariance', 'invariance', 'variance'], 0.0, 0.0)
     """
     fn = "vicreg_loss"
     check_flag(fn, "gather_distributed", gather_distributed)
+    check_flag(fn, "return_terms", return_terms)
     check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=_distributed.local_min_rows(gather_distributed))
     lambda_param = check_number(fn, "lambda_param", lambda_param, minimum=0.0)
     mu_param = check_number(fn, "mu_param", mu_param, minimum=0.0)
@@ -214,7 +237,10 @@ def vicreg_loss(
             cov = cov / (B - 1)
             variance = variance + torch.relu(1.0 - torch.sqrt(cov.diagonal() + eps)).mean() / 2
             covariance = covariance + _off_diagonal_square_sum(cov) / d
-        return lambda_param * invariance + mu_param * variance + nu_param * covariance
+        loss = lambda_param * invariance + mu_param * variance + nu_param * covariance
+        if return_terms:
+            return _with_terms(loss, invariance=invariance, variance=variance, covariance=covariance)
+        return loss
 
 
 # --------------------------------------------------------------------------- #
@@ -288,7 +314,8 @@ def corinfomax_loss(
     eps: float = 1e-6,
     forgetting: float = 0.01,
     gather_distributed: bool = False,
-) -> tuple[torch.Tensor, CorInfoMaxState]:
+    return_terms: bool = False,
+) -> tuple[torch.Tensor, CorInfoMaxState] | tuple[torch.Tensor, CorInfoMaxState, dict[str, torch.Tensor]]:
     r"""CorInfoMax loss (Ozsoy et al. 2022; the paper's "ColorInfoMax", eq. 7).
 
     Each branch ``v`` keeps a running mean :math:`m_v` and covariance
@@ -338,11 +365,19 @@ def corinfomax_loss(
             same state. The authors' multi-GPU code uses local batches. Costs an
             all-reduce of two ``d x d`` scatter matrices when ``d <= B``, else an
             all-gather of the embeddings.
+        return_terms: also return the terms, ``(loss, new_state, terms)``.
 
     Returns:
         ``(loss, new_state)``: the 0-d loss to minimize, in float32 for half
         and float32 inputs and float64 for float64 inputs, and the updated
         :class:`CorInfoMaxState` (float64, detached) to pass to the next call.
+        With ``return_terms=True``, ``(loss, new_state, terms)``:
+        ``terms["invariance"]`` is the MSE :math:`\frac{1}{Bd}\|Z_1 - Z_2\|_F^2`
+        and ``terms["covariance"]`` is
+        :math:`-\frac1d[\log\det(R_1' + \epsilon I) + \log\det(R_2' + \epsilon I)]`
+        (the authors' ``cov_loss``), detached, in the loss's dtype, with
+        ``loss = alpha * invariance + covariance``; global with
+        ``gather_distributed``, as the loss.
 
     Raises:
         MatrixInfoValueError: shapes are not ``(B, d)`` with ``B >= 2`` or differ;
@@ -366,6 +401,7 @@ def corinfomax_loss(
     """
     fn = "corinfomax_loss"
     check_flag(fn, "gather_distributed", gather_distributed)
+    check_flag(fn, "return_terms", return_terms)
     check_embeddings(fn, ("z1", "z2"), z1, z2, min_rows=_distributed.local_min_rows(gather_distributed))
     alpha = check_number(fn, "alpha", alpha, minimum=0.0)
     eps = check_number(fn, "eps", eps, minimum=0.0, strict=True)
@@ -401,6 +437,11 @@ def corinfomax_loss(
             new.append((R_new.detach(), m_new.detach()))
         loss = alpha * invariance.to(torch.float64) - (logdets[0] + logdets[1]) / d
         new_state = CorInfoMaxState(new[0][0], new[1][0], new[0][1], new[1][1])
+        if return_terms:
+            loss, terms = _with_terms(
+                loss.to(out_dtype), invariance=invariance, covariance=-(logdets[0] + logdets[1]) / d
+            )
+            return loss, new_state, terms
         return loss.to(out_dtype), new_state
 
 

@@ -2,7 +2,9 @@
 
 A loss class is a thin :class:`torch.nn.Module`: an explicit ``__init__`` that
 validates and stores its hyperparameters, and a ``forward`` that calls the
-functional twin through :meth:`_Loss._twin`. The class attributes below tell
+functional twin through :meth:`_Loss._twin`, passing its keyword-only
+``return_terms`` on (every twin takes it: checked when the class is defined).
+The class attributes below tell
 the test registry, the examples and the benchmarks how to build and call it,
 so that adding a loss touches its functional and its module only (see
 ``docs/contributing.rst``).
@@ -79,6 +81,11 @@ class _Loss(nn.Module):
                 text += _description(fn) + "\n\n"
             indented = "\n".join(("    " + line) if line.strip() else "" for line in text.splitlines())
             cls.__doc__ = doc.replace("    " + FORMULA_MARKER, indented.rstrip("\n"))
+        if twin is not None and "return_terms" not in inspect.signature(twin).parameters:
+            name = getattr(twin, "__name__", repr(twin))
+            raise TypeError(
+                f"{cls.__name__}: its functional twin {name} must take return_terms (docs/contributing.rst)."
+            )
         init = cls.__dict__.get("__init__")
         if init is not None and not init.__doc__:
             init.__doc__ = f"Build the loss from the arguments listed under Args in :class:`{cls.__name__}`."
@@ -111,9 +118,15 @@ class _Loss(nn.Module):
         """The constructor's keyword options, as stored (``dim`` aside)."""
         return {k: getattr(self, k) for k in type(self)._option_names}
 
-    def _twin(self, *inputs, **options):
-        """Call the functional twin; its warnings are shown once per instance (``last_warning``)."""
+    def _twin(self, *inputs, return_terms: bool = False, **options):
+        """Call the functional twin; its warnings are shown once per instance (``last_warning``).
+
+        ``return_terms`` is passed on: with True the twin returns ``(loss, terms)``
+        (a stateful twin ``(loss, new_state, terms)``), which ``forward`` returns
+        as ``(loss, terms)``. See "Loss terms" in ``docs/contributing.rst``.
+        """
         fn = type(self).functional
+        options["return_terms"] = return_terms
         if torch.compiler.is_compiling():  # a compiled graph reads nothing on the host, so it never warns
             return fn(*inputs, **options)
         with warnings_owned_by(self):

@@ -58,17 +58,21 @@ class BarlowTwinsLoss(_Loss):
         self.lambda_param = check_number(name, "lambda_param", lambda_param, minimum=0.0)
         self.gather_distributed = check_flag(name, "gather_distributed", gather_distributed)
 
-    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z1: torch.Tensor, z2: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one view pair.
 
         Args:
             z1: ``(B, d)`` embeddings of the first view.
             z2: ``(B, d)`` embeddings of the second view.
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(z1, z2, **self._options())
+        return self._twin(z1, z2, return_terms=return_terms, **self._options())
 
 
 class VICRegLoss(_Loss):
@@ -117,17 +121,21 @@ class VICRegLoss(_Loss):
         self.gather_distributed = check_flag(name, "gather_distributed", gather_distributed)
         self.eps = check_number(name, "eps", eps, minimum=0.0)
 
-    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z1: torch.Tensor, z2: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one view pair.
 
         Args:
             z1: ``(B, d)`` embeddings of the first view.
             z2: ``(B, d)`` embeddings of the second view.
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(z1, z2, **self._options())
+        return self._twin(z1, z2, return_terms=return_terms, **self._options())
 
 
 class SimCLRLoss(_Loss):
@@ -164,17 +172,21 @@ class SimCLRLoss(_Loss):
         self.temperature = check_number(name, "temperature", temperature, minimum=0.0, strict=True)
         self.gather_distributed = check_flag(name, "gather_distributed", gather_distributed)
 
-    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z1: torch.Tensor, z2: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one view pair (symmetric in the views).
 
         Args:
             z1: ``(B, d)`` embeddings of the first view.
             z2: ``(B, d)`` embeddings of the second view.
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(z1, z2, **self._options())
+        return self._twin(z1, z2, return_terms=return_terms, **self._options())
 
 
 class NegativeCosineSimilarityLoss(_Loss):
@@ -204,17 +216,21 @@ class NegativeCosineSimilarityLoss(_Loss):
     def __init__(self) -> None:
         super().__init__()
 
-    def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, online: torch.Tensor, target: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one (prediction, target) pair.
 
         Args:
             online: ``(B, d)`` predictor output.
             target: ``(B, d)`` the other branch's projection (not detached here).
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(online, target)
+        return self._twin(online, target, return_terms=return_terms)
 
 
 class BYOLLoss(_Loss):
@@ -245,17 +261,21 @@ class BYOLLoss(_Loss):
     def __init__(self) -> None:
         super().__init__()
 
-    def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, online: torch.Tensor, target: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one (prediction, target) pair.
 
         Args:
             online: ``(B, d)`` predictor output.
             target: ``(B, d)`` the EMA network's projection (not detached here).
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(online, target)
+        return self._twin(online, target, return_terms=return_terms)
 
 
 class SpectralContrastiveLoss(_Loss):
@@ -293,17 +313,21 @@ class SpectralContrastiveLoss(_Loss):
         self.mu = check_number(name, "mu", mu, minimum=0.0, strict=True)
         self.gather_distributed = check_flag(name, "gather_distributed", gather_distributed)
 
-    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z1: torch.Tensor, z2: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one view pair.
 
         Args:
             z1: ``(B, d)`` embeddings of the first view.
             z2: ``(B, d)`` embeddings of the second view.
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(z1, z2, **self._options())
+        return self._twin(z1, z2, return_terms=return_terms, **self._options())
 
 
 class CorInfoMaxLoss(_Loss):
@@ -378,15 +402,19 @@ class CorInfoMaxLoss(_Loss):
         for field, tensor in zip(_redundancy.CorInfoMaxState._fields, initial):
             self.register_buffer(field, tensor)
 
-    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z1: torch.Tensor, z2: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one view pair; in training mode it also updates the running estimates.
 
         Args:
             z1: ``(B, dim)`` embeddings of the first view.
             z2: ``(B, dim)`` embeddings of the second view.
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
 
         Raises:
             MatrixInfoValueError: ``z1`` is not ``(B, dim)``.
@@ -397,12 +425,13 @@ class CorInfoMaxLoss(_Loss):
                 f"got {shape_str(z1.shape)}."
             )
         state = _redundancy.CorInfoMaxState(self.R1, self.R2, self.mu1, self.mu2)
-        loss, new_state = self._twin(z1, z2, state, **self._options())
+        out = self._twin(z1, z2, state, return_terms=return_terms, **self._options())
+        loss, new_state = out[0], out[1]
         if self.training:
             with torch.no_grad():
                 for buffer, value in zip(state, new_state):
                     buffer.copy_(value)
-        return loss
+        return (loss, out[2]) if return_terms else loss
 
     def reset_state(self) -> None:
         """Restore the initial estimates: identity covariances, zero means."""

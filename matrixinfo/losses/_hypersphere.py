@@ -45,17 +45,21 @@ class AlignmentLoss(_Loss):
         super().__init__()
         self.alpha = check_number(type(self).__name__, "alpha", alpha, minimum=0.0, strict=True)
 
-    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z1: torch.Tensor, z2: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one batch of positive pairs.
 
         Args:
             z1: ``(B, d)`` embeddings of the first views.
             z2: ``(B, d)`` embeddings of the second views.
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(z1, z2, **self._options())
+        return self._twin(z1, z2, return_terms=return_terms, **self._options())
 
 
 class UniformityLoss(_Loss):
@@ -89,13 +93,17 @@ class UniformityLoss(_Loss):
         super().__init__()
         self.t = check_number(type(self).__name__, "t", t, minimum=0.0, strict=True)
 
-    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, *views: torch.Tensor, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss averaged over the views.
 
         Args:
             *views: one or more ``(B, d)`` embeddings (or a single list of them).
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(*views_of(views), **self._options())
+        return self._twin(*views_of(views), return_terms=return_terms, **self._options())

@@ -114,7 +114,9 @@ class MatrixLLMLoss(_Loss):
         embedding = torch.randn(vocabulary, dim, generator=g, dtype=dtype)
         return logits, target, embedding
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, embedding: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one batch of token predictions.
 
         Args:
@@ -122,8 +124,10 @@ class MatrixLLMLoss(_Loss):
             target: ``(N,)`` class indices or ``(N, n)`` probabilities.
             embedding: ``(n, d)`` token embeddings; pass the LM head's weight,
                 e.g. ``criterion(logits, labels, model.lm_head.weight)``.
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(logits, target, embedding, **self._options())
+        return self._twin(logits, target, embedding, return_terms=return_terms, **self._options())

@@ -97,18 +97,22 @@ class MatrixKLUniformityLoss(_Loss):
         self.lam, self.mu, self.order, self.method = lam, mu, order, method
         self.formulation, self.gather_distributed, self.check_radius = formulation, gather_distributed, check_radius
 
-    def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, online: torch.Tensor, target: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one view pair.
 
         Args:
             online: ``(B, d)`` online-branch embeddings (gradient flows here).
             target: ``(B, d)`` target-branch embeddings; not detached here
                 (the authors compute them under ``no_grad``).
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(online, target, **self._options())
+        return self._twin(online, target, return_terms=return_terms, **self._options())
 
 
 class MatrixKLAlignmentLoss(_Loss):
@@ -163,17 +167,21 @@ class MatrixKLAlignmentLoss(_Loss):
         self.mu, self.order, self.method = mu, order, method
         self.formulation, self.gather_distributed, self.check_radius = formulation, gather_distributed, check_radius
 
-    def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, online: torch.Tensor, target: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one view pair.
 
         Args:
             online: ``(B, d)`` online-branch embeddings (gradient flows here).
             target: ``(B, d)`` target-branch embeddings; not detached here.
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(online, target, **self._options())
+        return self._twin(online, target, return_terms=return_terms, **self._options())
 
 
 class MatrixSSLLoss(_Loss):
@@ -244,18 +252,22 @@ class MatrixSSLLoss(_Loss):
         self.gamma, self.lam, self.mu, self.order, self.method = gamma, lam, mu, order, method
         self.formulation, self.gather_distributed, self.check_radius = formulation, gather_distributed, check_radius
 
-    def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, online: torch.Tensor, target: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one view pair.
 
         Args:
             online: ``(B, d)`` online-branch embeddings (gradient flows here).
             target: ``(B, d)`` target-branch embeddings; not detached here
                 (the authors compute them under ``no_grad``).
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(online, target, **self._options())
+        return self._twin(online, target, return_terms=return_terms, **self._options())
 
 
 class UniformityMCELoss(_Loss):
@@ -310,16 +322,20 @@ class UniformityMCELoss(_Loss):
         self.lam, self.method, self.order = lam, method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
-    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, *views: torch.Tensor, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss averaged over the views.
 
         Args:
             *views: one or more ``(B, d)`` embeddings (or a single list of them).
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(*views_of(views), **self._options())
+        return self._twin(*views_of(views), return_terms=return_terms, **self._options())
 
 
 class UniformityMKLLoss(_Loss):
@@ -374,16 +390,20 @@ class UniformityMKLLoss(_Loss):
         self.lam, self.method, self.order = lam, method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
-    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, *views: torch.Tensor, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss averaged over the views.
 
         Args:
             *views: one or more ``(B, d)`` embeddings (or a single list of them).
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(*views_of(views), **self._options())
+        return self._twin(*views_of(views), return_terms=return_terms, **self._options())
 
 
 class TCRLoss(_Loss):
@@ -436,16 +456,20 @@ class TCRLoss(_Loss):
         self.eps, self.method, self.order = eps, method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
-    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, *views: torch.Tensor, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss averaged over the views.
 
         Args:
             *views: one or more ``(B, d)`` embeddings (or a single list of them).
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(*views_of(views), **self._options())
+        return self._twin(*views_of(views), return_terms=return_terms, **self._options())
 
 
 class EMPTCRLoss(_Loss):
@@ -500,16 +524,20 @@ class EMPTCRLoss(_Loss):
         self.eps, self.mu, self.method, self.order = eps, mu, method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
-    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, *views: torch.Tensor, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The coding rate of the concatenated views.
 
         Args:
             *views: the ``n`` views, each ``(B, d)`` (or a single list of them).
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(*views_of(views), **self._options())
+        return self._twin(*views_of(views), return_terms=return_terms, **self._options())
 
 
 class EMPSSLLoss(_Loss):
@@ -568,16 +596,20 @@ class EMPSSLLoss(_Loss):
         self.method, self.order = method, order
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
-    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, *views: torch.Tensor, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss over the patches.
 
         Args:
             *views: the ``n`` patch embeddings, each ``(B, d)`` (or a single list of them).
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(*views_of(views), **self._options())
+        return self._twin(*views_of(views), return_terms=return_terms, **self._options())
 
 
 class MECLoss(_Loss):
@@ -635,14 +667,18 @@ class MECLoss(_Loss):
         self.eps, self.lam_scale, self.order, self.method = eps, lam_scale, order, method
         self.gather_distributed, self.check_radius = gather_distributed, check_radius
 
-    def forward(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, online: torch.Tensor, target: torch.Tensor, *, return_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of one view pair.
 
         Args:
             online: ``(B, d)`` online-branch embeddings (gradient flows here).
             target: ``(B, d)`` target-branch embeddings; not detached here.
+            return_terms: also return the terms of the loss, named in the functional twin's docstring.
 
         Returns:
-            0-d tensor to minimize.
+            0-d tensor to minimize; with ``return_terms=True``, ``(loss, terms)``, ``terms`` a dict of
+            detached 0-d tensors.
         """
-        return self._twin(online, target, **self._options())
+        return self._twin(online, target, return_terms=return_terms, **self._options())
