@@ -407,7 +407,10 @@ def matrix_llm_loss(
         improbable target, the spectrum seen by :math:`e_y` spans decades
         (from :math:`\varepsilon` to the top probabilities) and a few
         quadrature nodes cannot follow :math:`\log` over it: use ``"exact"``
-        for small vocabularies, or more ``steps``. Probability targets use
+        for small vocabularies, or more ``steps``. In float32 the same method
+        is within 4e-8 (flat softmax) to 3e-5 (logits of standard deviation
+        8-20) of its float64 value, its gradients within 5e-6 to 3e-3
+        (``n = 2048, d = 64``). Probability targets use
         the ``"topk"`` computation below. First derivatives only: a double backward raises
         :class:`~matrixinfo.MatrixInfoSecondDerivativeError`. Cost:
         ``benchmarks/README.md``.
