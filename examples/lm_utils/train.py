@@ -30,8 +30,8 @@ LOSSES = ("ce", "ce+mce", "ce+mce-detached")
 
 # The MCE method: "topk" with top_k=8, rank=8. Measured for this model's LM head
 # (vocabulary 98, width 128), 1024 predicted characters, forward and backward on
-# one thread: the exact method takes about 3.5 s, the library's default topk
-# (top_k=32, rank=32) 1.1-1.3 s, top_k=16, rank=16 0.26 s, top_k=8, rank=8
+# one thread: the exact method takes about 3.5 s, topk with the library's
+# default top_k=32, rank=32 1.1-1.3 s, top_k=16, rank=16 0.26 s, top_k=8, rank=8
 # 0.11 s, against 0.06 s for the model's whole training step with plain
 # cross-entropy. Against the exact MCE in float64 on held-out predictions of a
 # cross-entropy-trained model, the value is off by 0.10%, 0.66% and 1.5%
