@@ -32,6 +32,7 @@ from matrixinfo.metrics import (
     stable_rank,
     uniformity,
 )
+from matrixinfo.metrics._common import _gram
 from matrixinfo.metrics._spectral_metrics import _CenteredGram
 
 RTOL = {
@@ -291,6 +292,19 @@ def test_nesum_isotropic_gaussian_accuracy():
         exact = np_nesum(Z)
         assert exact <= nesum(Z) <= 1.02 * exact, seed
         assert exact <= nesum(Z, steps=32) <= (1 + 1e-3) * exact, seed
+
+
+@pytest.mark.parametrize("d", [100, 700, 1100, 2100])  # 1 tile (one product), 2, 4 uneven, 8 uneven
+def test_gram_by_upper_tiles_against_numpy(d):
+    # The Gram matrix behind the covariance, LiDAR and the accumulator: the tiles on and above the diagonal
+    # are multiplied, the rest mirrored.
+    y = np.random.default_rng(d).standard_normal((37, d))
+    got = _gram(torch.from_numpy(y)).numpy()
+    want = y.T @ y
+    assert np.linalg.norm(got - want) <= RTOL["float64"] * np.linalg.norm(want)
+    got32 = _gram(torch.from_numpy(np.float32(y))).double().numpy()
+    want32 = np.float32(y).astype(np.float64).T @ np.float32(y).astype(np.float64)
+    assert np.linalg.norm(got32 - want32) <= RTOL["float32"] * np.linalg.norm(want32)
 
 
 def offset_blocks(n, d, offset, seed):

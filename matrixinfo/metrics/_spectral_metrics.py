@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from .. import _distributed, _spectral
 from .._checks import MatrixInfoValueError, check_int, check_number, check_tensor, shape_str
-from ._common import ArrayLike, _as_samples, _as_tensor, _check_finite, _moments
+from ._common import ArrayLike, _as_samples, _as_tensor, _check_finite, _gram, _moments
 
 # alpha-ReQ's default fit range, as 1-based inclusive eigenvalue indices: the
 # reference's ``np.arange(10, 100)`` of 0-based indices (reptrix, alpha.py).
@@ -116,7 +116,7 @@ def lidar(embeddings: ArrayLike, *, delta: float = 1e-4, eps: float = 1e-8) -> f
         means = x.mean(1)  # (n, d), in the input's precision like the scatter's GEMM
         # Within-sample scatter: one (n q, d) GEMM on rows centered by their sample's mean.
         centered = (x - means.unsqueeze(1)).reshape(n * q, d)
-        sw = (centered.mT @ centered).to(torch.float64) / (n * (q - 1))
+        sw = _gram(centered).to(torch.float64) / (n * (q - 1))
         # Between-sample scatter from the means, centered in float64.
         _, _, m2 = _moments(fn, "embeddings", means)
         sb = m2 / (n - 1)
@@ -210,7 +210,7 @@ class LidarAccumulator:
             (x,) = policy.cast(x)
             means = x.mean(1)
             centered = (x - means.unsqueeze(1)).reshape(-1, self._dim)
-            within = (centered.mT @ centered).to(torch.float64)
+            within = _gram(centered).to(torch.float64)
             self._means.update(means)
             within = within.to(self._means._device)
             self._within = within if self._within is None else self._within.add_(within)

@@ -45,7 +45,9 @@ class CovarianceAccumulator:
 
     1. a provisional mean :math:`m = \frac{1}{n_b}\sum_i x_i`;
     2. the centered block :math:`Y = X_b - \mathbf 1 m^\top`, its scatter
-       :math:`S = Y^\top Y` (one GEMM) and :math:`s = \sum_i y_i`;
+       :math:`S = Y^\top Y` (one Gram matrix, multiplying only its column
+       tiles on and above the diagonal: 56% of the GEMM at ``d >= 2048``)
+       and :math:`s = \sum_i y_i`;
 
     then in float64 the block's exact-mean statistics
     :math:`\mu_b = m + s/n_b`, :math:`M_{2,b} = S - s s^\top / n_b` (removing
