@@ -281,7 +281,7 @@ def test_nesum_against_eigendecomposition(d, steps):
 
 def test_nesum_isotropic_gaussian_accuracy():
     # The hard case for the Krylov estimate: no gap at the top of a Marchenko-Pastur spectrum.
-    # The default steps=16 is within 1e-2 there (measured 2.6e-3 and 9.5e-3); steps=32 within 1e-3
+    # The default steps=12 is within 3e-2 there (measured 5.1e-3 and 1.8e-2); steps=32 within 1e-3
     # (measured 1e-6 and 1e-7). Both only overestimate.
     for seed, Z in enumerate(
         [
@@ -290,7 +290,7 @@ def test_nesum_isotropic_gaussian_accuracy():
         ]
     ):
         exact = np_nesum(Z)
-        assert exact <= nesum(Z) <= 1.02 * exact, seed
+        assert exact <= nesum(Z) <= 1.03 * exact, seed
         assert exact <= nesum(Z, steps=32) <= (1 + 1e-3) * exact, seed
 
 

@@ -495,32 +495,41 @@ def nesum(Z: ArrayLike, *, steps: int = _KRYLOV_STEPS) -> float:
     and is ``r`` for ``r`` equal nonzero eigenvalues; constant embeddings give 0.
 
     Cheap enough for every training step: no ``d x d`` matrix is formed or
-    decomposed. :math:`\operatorname{tr}C` is a sum of squares, and
-    :math:`\lambda_{\max}` comes from block Lanczos (a block of 16 seeded
-    random vectors, full reorthogonalization) with ``steps`` products with
-    ``C``, each one pass over ``Z`` (two skinny GEMMs per block of rows,
-    centered block by block), plus one pass for the mean. The start is
-    seeded, so the value is deterministic up to rounding.
+    decomposed, and no centered copy of ``Z`` is made.
+    :math:`\lambda_{\max}` comes from Lanczos (one seeded random start
+    vector, full reorthogonalization) with ``steps`` products with ``C``,
+    each one pass over ``Z`` (two matrix-vector products per block of rows);
+    the mean and :math:`\operatorname{tr}C` (a sum of squares) ride along
+    the first pass, on rows shifted by the mean of a strided sample of rows,
+    corrected exactly in float64 afterwards (no cancellation, whatever the
+    offset). The start is seeded, so the value is deterministic up to rounding.
 
     Accuracy: the Krylov estimate of :math:`\lambda_{\max}` is a lower bound,
-    so NESum can only come out too large. It is exact to rounding when
-    ``16 * steps >= d`` or when the top eigenvalue stands apart from the
-    rest (1e-8 relative on a power-law spectrum in float32). The hard case
-    is a spectrum without a gap at the top: on isotropic Gaussian
-    ``N = 20000, d = 2048`` float32 data the relative error was 5e-2 with the
-    default ``steps=4``, 9e-3 with 8 and 3e-3 with 10; 3e-2 with 4 at
-    ``N = 10^5, d = 2048`` (the tests check 1e-3 with 10 at ``d = 300, 400``).
-    Each step (a pass over ``Z`` with 16-column GEMMs) cost 0.05 to 0.07 of
-    one ``Z^T Z`` at ``d = 2048`` on a shared 2-core CPU, and the default
-    0.2 to 0.36 of one ``Z^T Z`` (``benchmarks/README.md``); fewer steps
-    cost less and are less accurate. Pass ``steps=8`` or more when the
-    spectrum may be flat and the digits matter, or use
-    :meth:`CovarianceAccumulator.nesum`, which is exact from a streamed
-    covariance.
+    so NESum can only come out too large (up to rounding). It is exact to
+    rounding when ``steps >= d`` or when the top eigenvalue stands apart
+    from the rest (about 1e-8 relative on power-law spectra
+    :math:`\lambda_i \propto i^{-\alpha}`, ``alpha = 0.5`` to 2, float32,
+    ``d = 512``, with the default 12 steps). The hard case is a spectrum
+    without a gap at the top. On isotropic Gaussian ``N = 10^5, d = 2048``
+    data (a Marchenko-Pastur spectrum) the relative error is 5.6e-3 with the
+    default ``steps=12`` and the seeded start; over 100 random starts
+    (Lanczos in float64 on that covariance's exact spectrum), median
+    (worst): 1.2e-2 (1.9e-2) with 8 steps, 4.9e-3 (1.0e-2) with 12, 2.4e-3
+    (7.3e-3) with 16, 8.8e-4 (2.8e-3) with 24, 3.1e-4 (2.0e-3) with 32; at
+    ``N = 20000`` about twice that (1.0e-2 with 12). The tests check 3e-2
+    with 12 and 1e-3 with 32 at ``d = 300, 400``. Each step reads ``Z`` once
+    (memory-bound, ``N d`` numbers against the ``N d^2`` multiply-adds of
+    ``Z^T Z``, so the ratio shrinks as ``d`` grows): about 0.01 of one
+    ``Z^T Z`` at ``d = 2048`` on one CPU thread, the default 0.11 to 0.19
+    depending on the load from other processes (``benchmarks/README.md``).
+    Pass more ``steps`` when the spectrum may be flat and the
+    digits matter, or use :meth:`CovarianceAccumulator.nesum`, which is
+    exact from a streamed covariance.
 
     Args:
         Z: ``(N, d)`` embeddings, torch tensor or NumPy array.
-        steps: ``>= 1``, Krylov steps (passes over ``Z``) for :math:`\lambda_{\max}`.
+        steps: ``>= 1``, Lanczos steps (passes over ``Z``) for :math:`\lambda_{\max}`;
+            at most ``d`` are taken.
 
     Returns:
         A Python ``float``.
@@ -560,7 +569,7 @@ def stable_rank(Z: ArrayLike, *, center: bool = True, steps: int = _KRYLOV_STEPS
     Args:
         Z: ``(N, d)`` embeddings, torch tensor or NumPy array.
         center: subtract the mean of the rows first.
-        steps: ``>= 1``, Krylov steps (passes over ``Z``) for :math:`\sigma_1^2`; see :func:`nesum`.
+        steps: ``>= 1``, Lanczos steps (passes over ``Z``) for :math:`\sigma_1^2`; see :func:`nesum`.
 
     Returns:
         A Python ``float``.
