@@ -38,13 +38,15 @@ class EmbeddingMonitor:
     per-batch value averaged, the estimator training logs use. It is taken
     on the first view only: the second view has the same distribution, and
     its uniformity would cost as much again (``B^2 d / 2`` multiply-adds per
-    batch of ``B``, as much as the covariance of that view when ``B = 2d``).
+    batch of ``B`` rows, against about ``B d^2 / 2`` for that view's share
+    of the covariance).
 
-    **Cost.** Per batch, the covariance GEMMs of the views and one batch Gram
-    matrix; per :meth:`compute`, one ``d x d`` symmetric eigenvalue problem
+    **Cost.** Per batch, the covariance Gram matrices of the views and one
+    ``B x B`` Gram matrix for the uniformity; per :meth:`compute`, one ``d x d`` symmetric eigenvalue problem
     (``eigvalsh``) shared by the effective rank, NESum and alpha-ReQ. At
-    ``d = 2048`` with batches of 4096 pairs, an epoch of ``N`` embeddings costs
-    about 2.x times one ``Z^T Z`` of all ``N`` (``benchmarks/README.md``).
+    ``d = 2048`` with batches of 4096 pairs, an epoch of ``N = 10^5``
+    embeddings cost 2.0 times one ``Z^T Z`` of all ``N`` on one CPU thread
+    (``benchmarks/README.md``).
 
     **Distributed.** Under an initialized ``torch.distributed`` process group,
     :meth:`compute` must be called by every process: it reduces a copy of
