@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+import matrixinfo.metrics._spectral_metrics as spectral_metrics
 from matrixinfo import MatrixInfoTypeError, MatrixInfoValueError
 from matrixinfo.metrics import (
     CovarianceAccumulator,
@@ -316,15 +317,18 @@ def offset_blocks(n, d, offset, seed):
 
 
 @pytest.mark.parametrize("center", [True, False])
-def test_centered_gram_product_against_numpy(center):
+def test_centered_gram_product_against_numpy(center, monkeypatch):
     # The product behind nesum and stable_rank: Y^T Y v without a centered copy of Z, from a shifted pass
     # and a float64 rank-one correction. Float64 data with a mean offset of 1e6 (cancellation would cost
-    # 12 digits without the shift), and more rows than one block, so the column sums cross blocks.
+    # 12 digits without the shift), in blocks of 64 rows (the smallest; the last one partial), so the
+    # sums cross blocks.
+    monkeypatch.setattr(spectral_metrics, "_SKINNY_BYTES", 1)
     n, d = 4000, 48
     Z = offset_blocks(n, d, 1e6 if center else 3.0, seed=4)
     Y = Z - Z.mean(axis=0) if center else Z
     v = np.random.default_rng(5).standard_normal((d, 2))
     gram = _CenteredGram(torch.from_numpy(Z), center)
+    assert len(gram.blocks) == 63
     first = gram.times(torch.from_numpy(v[:, 0])).numpy()  # computes the sums on the way
     second = gram.times(torch.from_numpy(v[:, 1])).numpy()
     want = Y.T @ (Y @ v)
@@ -341,7 +345,8 @@ def test_centered_gram_product_against_numpy(center):
     assert rel(gram.sum_squares, float(np.sum(Y32**2))) <= RTOL["float32"]
 
 
-def test_nesum_and_stable_rank_with_a_large_mean_offset():
+def test_nesum_and_stable_rank_with_a_large_mean_offset(monkeypatch):
+    monkeypatch.setattr(spectral_metrics, "_SKINNY_BYTES", 1)  # blocks of 64 rows
     n, d = 3000, 40
     Z = offset_blocks(n, d, 1e6, seed=7)
     Y = Z - Z.mean(axis=0)
