@@ -26,8 +26,8 @@ _KRYLOV_STEPS = 12
 _KRYLOV_SEED = 0
 # Rows whose mean (in float64) shifts Z before the low-precision products; spread over Z.
 _SHIFT_ROWS = 1024
-# Row blocks of a pass: on the CPU small enough to stay in cache between the two
-# matrix-vector products; on other devices large (fewer kernel launches).
+# Row blocks of a pass: on the CPU small enough (per thread) to stay in cache between
+# the two matrix-vector products; on other devices large (fewer kernel launches).
 _SKINNY_BYTES = 1 << 21
 _DEVICE_BYTES = 1 << 26
 
@@ -355,12 +355,18 @@ def alpha_req(Z: ArrayLike, *, fit_range: tuple[int, int] = _ALPHA_FIT_RANGE) ->
 
 
 def _row_blocks(x: torch.Tensor):
-    """Blocks of rows of ``x``, about ``_SKINNY_BYTES`` each on the CPU and ``_DEVICE_BYTES`` elsewhere.
+    """Blocks of rows of ``x``: ``_SKINNY_BYTES`` per CPU thread (at most ``_DEVICE_BYTES``), or ``_DEVICE_BYTES``.
 
-    On the CPU a block stays in cache between the two matrix-vector products
-    of a pass; on other devices large blocks mean fewer kernel launches.
+    On the CPU each thread's share of a block stays in cache between the two
+    matrix-vector products of a pass, and more threads get fewer, larger
+    blocks (each product is a parallel region: fewer of them wait less on a
+    thread that the OS has descheduled); on other devices large blocks mean
+    fewer kernel launches.
     """
-    size = _SKINNY_BYTES if x.device.type == "cpu" else _DEVICE_BYTES
+    if x.device.type == "cpu":
+        size = min(_SKINNY_BYTES * torch.get_num_threads(), _DEVICE_BYTES)
+    else:
+        size = _DEVICE_BYTES
     rows = max(64, size // (x.shape[1] * x.element_size()))
     return torch.split(x, rows)
 
