@@ -13,18 +13,23 @@ import torch.distributed as dist
 
 from .. import _distributed, _spectral
 from .._checks import MatrixInfoValueError, check_int, check_number, check_tensor, shape_str
-from ._common import ArrayLike, _as_samples, _as_tensor, _check_finite, _moments
+from ._common import ArrayLike, _as_samples, _as_tensor, _check_finite, _gram, _moments
 
 # alpha-ReQ's default fit range, as 1-based inclusive eigenvalue indices: the
 # reference's ``np.arange(10, 100)`` of 0-based indices (reptrix, alpha.py).
 _ALPHA_FIT_RANGE = (11, 100)
-# Block Krylov for the top covariance eigenvalue: block size and number of
-# products with the covariance (each product reads Z twice).
-_KRYLOV_BLOCK = 16
-_KRYLOV_STEPS = 4
+# Lanczos for the top covariance eigenvalue: one start vector, ``steps`` products with
+# the covariance (each one pass over Z). One vector, not a block: on a spectrum without
+# a gap at the top the degree of the Krylov polynomial is what counts, and a
+# matrix-vector pass (memory-bound) costs a fraction of a pass with a 16-column block.
+_KRYLOV_STEPS = 12
 _KRYLOV_SEED = 0
-# Row blocks of the skinny GEMMs: small enough to stay in cache between the two products.
-_SKINNY_BYTES = 1 << 20
+# Rows whose mean (in float64) shifts Z before the low-precision products; spread over Z.
+_SHIFT_ROWS = 1024
+# Row blocks of a pass: on the CPU small enough (per thread) to stay in cache between
+# the two matrix-vector products; on other devices large (fewer kernel launches).
+_SKINNY_BYTES = 1 << 21
+_DEVICE_BYTES = 1 << 26
 
 
 # ----------------------------------------------------------------------------- LiDAR
@@ -111,7 +116,7 @@ def lidar(embeddings: ArrayLike, *, delta: float = 1e-4, eps: float = 1e-8) -> f
         means = x.mean(1)  # (n, d), in the input's precision like the scatter's GEMM
         # Within-sample scatter: one (n q, d) GEMM on rows centered by their sample's mean.
         centered = (x - means.unsqueeze(1)).reshape(n * q, d)
-        sw = (centered.mT @ centered).to(torch.float64) / (n * (q - 1))
+        sw = _gram(centered).to(torch.float64) / (n * (q - 1))
         # Between-sample scatter from the means, centered in float64.
         _, _, m2 = _moments(fn, "embeddings", means)
         sb = m2 / (n - 1)
@@ -205,7 +210,7 @@ class LidarAccumulator:
             (x,) = policy.cast(x)
             means = x.mean(1)
             centered = (x - means.unsqueeze(1)).reshape(-1, self._dim)
-            within = (centered.mT @ centered).to(torch.float64)
+            within = _gram(centered).to(torch.float64)
             self._means.update(means)
             within = within.to(self._means._device)
             self._within = within if self._within is None else self._within.add_(within)
@@ -350,78 +355,138 @@ def alpha_req(Z: ArrayLike, *, fit_range: tuple[int, int] = _ALPHA_FIT_RANGE) ->
 
 
 def _row_blocks(x: torch.Tensor):
-    """Blocks of rows of ``x`` of about ``_SKINNY_BYTES`` each."""
-    rows = max(64, _SKINNY_BYTES // (x.shape[1] * x.element_size()))
+    """Blocks of rows of ``x``: ``_SKINNY_BYTES`` per CPU thread (at most ``_DEVICE_BYTES``), or ``_DEVICE_BYTES``.
+
+    On the CPU each thread's share of a block stays in cache between the two
+    matrix-vector products of a pass, and more threads get fewer, larger
+    blocks (each product is a parallel region: fewer of them wait less on a
+    thread that the OS has descheduled); on other devices large blocks mean
+    fewer kernel launches.
+    """
+    if x.device.type == "cpu":
+        size = min(_SKINNY_BYTES * torch.get_num_threads(), _DEVICE_BYTES)
+    else:
+        size = _DEVICE_BYTES
+    rows = max(64, size // (x.shape[1] * x.element_size()))
     return torch.split(x, rows)
+
+
+def _next_direction(basis: torch.Tensor, w: torch.Tensor) -> torch.Tensor | None:
+    """``w`` orthonormalized against the orthonormal columns of ``basis``; ``None`` if nothing is left.
+
+    Gram-Schmidt passes, normalizing after each, at least two ("twice is
+    enough") and more while a pass shrinks the vector below half its norm:
+    when ``w`` lies in the span of ``basis`` up to rounding (an invariant
+    subspace), what is left is rounding noise, mostly in the span again, and
+    only repeated normalized passes make it orthogonal to working precision.
+    """
+    for k in range(5):
+        norm = torch.linalg.vector_norm(w)
+        if not norm > 0:
+            return None
+        w = w / norm
+        w = w - basis @ (basis.mT @ w)
+        if k >= 1 and torch.linalg.vector_norm(w) > 0.5:
+            return w / torch.linalg.vector_norm(w)
+    return None
+
+
+class _CenteredGram:
+    r"""Products :math:`Y^\top Y v` with ``Y = Z - 1 mu^T`` (or ``Z``), one pass over ``Z`` each.
+
+    Never forms :math:`Y^\top Y` or a centered copy of ``Z``: per block of
+    rows, :math:`X_b^\top (X_b v)` in ``Z``'s precision on the block shifted
+    by ``s`` (the float64 mean of up to ``_SHIFT_ROWS`` rows spread over
+    ``Z``, rounded to ``Z``'s dtype), accumulated in float64 and corrected in
+    float64 for the rest of the mean, :math:`\delta = \mu - s`:
+
+    .. math:: Y^\top Y v = X^\top X v - N\,\delta\,(\delta^\top v),\qquad
+              \lVert Y\rVert_F^2 = \lVert X\rVert_F^2 - N\lVert\delta\rVert^2,
+              \qquad X = Z - \mathbf 1 s^\top.
+
+    The shift keeps the low-precision products free of cancellation (the
+    correction is small against them, and ``Z - s`` is exact in floating
+    point for entries within a factor 2 of ``s``); the column sums of ``X``
+    (hence :math:`\delta`) and :math:`\lVert X\rVert_F^2` ride along the
+    first product, so no pass is spent on the mean. ``delta`` and
+    ``sum_squares`` (:math:`\lVert Y\rVert_F^2`) are ``None`` until then;
+    non-finite entries of ``Z`` make them non-finite (the caller checks).
+    """
+
+    def __init__(self, x: torch.Tensor, center: bool):
+        self.x, self.center = x, center
+        n, d = x.shape
+        self.blocks = _row_blocks(x)
+        like = self.blocks[0]
+        self.shift = x[:: max(1, n // _SHIFT_ROWS)].mean(0, dtype=torch.float64).to(x.dtype) if center else None
+        self.buffer = torch.empty_like(like) if center else None  # reused for every block: no page faults
+        self.ones = torch.ones(like.shape[0], dtype=x.dtype, device=x.device)  # column sums as a matrix-vector product
+        self.delta: torch.Tensor | None = None
+        self.sum_squares: float | None = None
+
+    def times(self, v: torch.Tensor) -> torch.Tensor:
+        r""":math:`Y^\top Y v` in float64 for a float64 vector ``v`` of size ``d``."""
+        x, first = self.x, self.delta is None
+        n, d = x.shape
+        f64 = dict(dtype=torch.float64, device=x.device)
+        out, column_sum, sum_squares = torch.zeros(d, **f64), torch.zeros(d, **f64), torch.zeros((), **f64)
+        v_x = v.to(x.dtype)
+        for block in self.blocks:
+            rows = block.shape[0]
+            xb = torch.sub(block, self.shift, out=self.buffer[:rows]) if self.center else block
+            out += (xb.mT @ (xb @ v_x)).to(torch.float64)
+            if first:
+                if self.center:
+                    column_sum += xb.mT @ self.ones[:rows]
+                norms = torch.linalg.vector_norm(xb, dim=1)  # accurate per row, cheaper than squaring the block
+                sum_squares += torch.dot(norms, norms)
+        if first:
+            self.delta = column_sum / n  # the mean of X: the part of the mean that the shift missed
+            self.sum_squares = float(sum_squares - n * (self.delta @ self.delta))
+        if self.center:
+            out -= (n * (self.delta @ v)) * self.delta
+        return out
 
 
 def _trace_and_top(fn: str, Z, center: bool, steps: int) -> tuple[float, float]:
     r"""``tr C`` and ``lambda_max(C)`` for :math:`C = \frac1N Y^\top Y`, ``Y = Z - 1 mu^T`` (or ``Z``).
 
-    Never forms :math:`Y^\top Y`. The largest eigenvalue comes from block
-    Krylov: the seeded start block and its ``steps`` products with
-    :math:`Y^\top Y` (each one pass over ``Z``, two skinny GEMMs per block of
-    rows, centered block by block), orthonormalized and projected
-    (Rayleigh-Ritz). The largest Ritz value is a lower bound of the top
-    eigenvalue, exact when the space is all of ``R^d`` or invariant.
+    The products with :math:`Y^\top Y` come from :class:`_CenteredGram`. The
+    largest eigenvalue comes from Lanczos with full reorthogonalization: the
+    seeded start vector and its ``min(steps, d)`` products, projected
+    (Rayleigh-Ritz on the Krylov space, with the images kept: no extra
+    pass). The largest Ritz value is a lower bound of the top eigenvalue,
+    exact when the Krylov space is all of ``R^d`` or invariant.
     """
     steps = check_int(fn, "steps", steps, 1)
     x = _as_samples(fn, "Z", Z)
     n, d = x.shape
     with torch.no_grad(), _spectral.precision(x) as policy:
         (x,) = policy.cast(x)
-        f64 = dict(dtype=torch.float64, device=x.device)
-        mean = torch.zeros(d, **f64)
-        if center:
-            for block in _row_blocks(x):
-                mean += block.sum(0, dtype=torch.float64)
-            mean /= n
-            if not bool(torch.isfinite(mean).all()):
-                _check_finite(fn, "Z", x)
-        shift = mean.to(x.dtype)
-        blocks = _row_blocks(x)
-        rows = blocks[0].shape[0]
-        buffer = torch.empty(rows, d, dtype=x.dtype, device=x.device)  # reused: no allocation per block
-        sum_squares = []
-
-        def gram_times(v: torch.Tensor) -> torch.Tensor:  # Y^T Y v, one pass over x
-            v = v.to(x.dtype)
-            out = torch.zeros(d, v.shape[1], **f64)
-            first = not sum_squares
-            for block in blocks:
-                c = torch.sub(block, shift, out=buffer[: block.shape[0]])
-                out += (c.mT @ (c @ v)).to(torch.float64)
-                if first:  # the trace, from the first pass's centered blocks
-                    sum_squares.append(torch.linalg.vector_norm(c, dtype=torch.float64) ** 2)
-            return out
-
+        gram = _CenteredGram(x, center)
         gen = torch.Generator(device="cpu").manual_seed(_KRYLOV_SEED)
-        start = torch.randn(d, min(_KRYLOV_BLOCK, d), generator=gen, dtype=torch.float64).to(x.device)
-        # Block Lanczos with full reorthogonalization: basis blocks Q_k orthonormal to all earlier ones,
-        # their images Y^T Y Q_k kept, so the projection needs no extra pass over Z.
-        basis, images = [torch.linalg.qr(start).Q], []
-        for k in range(min(steps, math.ceil(d / start.shape[1]))):
-            images.append(gram_times(basis[-1]))
-            if sum(b.shape[1] for b in basis) >= d or k == steps - 1:
+        start = torch.randn(d, generator=gen, dtype=torch.float64).to(x.device)
+        basis, images = [start / torch.linalg.vector_norm(start)], []
+        passes = min(steps, d)
+        for k in range(passes):
+            images.append(gram.times(basis[-1]))
+            if k == 0:
+                if not (math.isfinite(gram.sum_squares) and bool(torch.isfinite(gram.delta).all())):
+                    _check_finite(fn, "Z", x)
+                    raise MatrixInfoValueError(f"{fn}: the sum of squares of Z overflowed in {x.dtype}; rescale Z.")
+                if not gram.sum_squares > 0:
+                    return 0.0, 0.0
+            if k == passes - 1:
                 break
-            u = torch.cat(basis, dim=1)
-            q = images[-1][:, : min(start.shape[1], d - u.shape[1])]
-            # Orthonormalize against the basis, twice ("twice is enough"), normalizing before each pass:
-            # when the space is (nearly) invariant the residual is rounding noise, and only a normalized
-            # noise block can be made orthogonal to the basis to working precision.
-            q = torch.linalg.qr(q).Q
-            for _ in range(2):
-                q = torch.linalg.qr(q - u @ (u.mT @ q)).Q
+            u = torch.stack(basis, dim=1)
+            q = _next_direction(u, images[-1])
+            if q is None:  # the image lies in the span (to the last bit): go on from a random direction
+                q = _next_direction(u, torch.randn(d, generator=gen, dtype=torch.float64).to(x.device))
+                if q is None:  # pragma: no cover - a random vector in the span of fewer than d vectors
+                    break
             basis.append(q)
-        trace = float(torch.stack(sum_squares).sum()) / n
-        if not math.isfinite(trace):
-            _check_finite(fn, "Z", x)
-            raise MatrixInfoValueError(f"{fn}: the sum of squares of Z overflowed in {x.dtype}; rescale Z.")
-        if not trace > 0:
-            return 0.0, 0.0
-        u = torch.cat(basis, dim=1)
-        projected = u.mT @ torch.cat(images, dim=1) / n
-        return trace, float(torch.linalg.eigvalsh(_spectral.symmetrize(projected))[-1])
+        projected = torch.stack(basis, dim=1).mT @ torch.stack(images, dim=1) / n
+        return gram.sum_squares / n, float(torch.linalg.eigvalsh(_spectral.symmetrize(projected))[-1])
 
 
 def nesum(Z: ArrayLike, *, steps: int = _KRYLOV_STEPS) -> float:
@@ -436,32 +501,41 @@ def nesum(Z: ArrayLike, *, steps: int = _KRYLOV_STEPS) -> float:
     and is ``r`` for ``r`` equal nonzero eigenvalues; constant embeddings give 0.
 
     Cheap enough for every training step: no ``d x d`` matrix is formed or
-    decomposed. :math:`\operatorname{tr}C` is a sum of squares, and
-    :math:`\lambda_{\max}` comes from block Lanczos (a block of 16 seeded
-    random vectors, full reorthogonalization) with ``steps`` products with
-    ``C``, each one pass over ``Z`` (two skinny GEMMs per block of rows,
-    centered block by block), plus one pass for the mean. The start is
-    seeded, so the value is deterministic up to rounding.
+    decomposed, and no centered copy of ``Z`` is made.
+    :math:`\lambda_{\max}` comes from Lanczos (one seeded random start
+    vector, full reorthogonalization) with ``steps`` products with ``C``,
+    each one pass over ``Z`` (two matrix-vector products per block of rows);
+    the mean and :math:`\operatorname{tr}C` (a sum of squares) ride along
+    the first pass, on rows shifted by the mean of a strided sample of rows,
+    corrected exactly in float64 afterwards (no cancellation, whatever the
+    offset). The start is seeded, so the value is deterministic up to rounding.
 
     Accuracy: the Krylov estimate of :math:`\lambda_{\max}` is a lower bound,
-    so NESum can only come out too large. It is exact to rounding when
-    ``16 * steps >= d`` or when the top eigenvalue stands apart from the
-    rest (1e-8 relative on a power-law spectrum in float32). The hard case
-    is a spectrum without a gap at the top: on isotropic Gaussian
-    ``N = 20000, d = 2048`` float32 data the relative error was 5e-2 with the
-    default ``steps=4``, 9e-3 with 8 and 3e-3 with 10; 3e-2 with 4 at
-    ``N = 10^5, d = 2048`` (the tests check 1e-3 with 10 at ``d = 300, 400``).
-    Each step (a pass over ``Z`` with 16-column GEMMs) cost 0.05 to 0.07 of
-    one ``Z^T Z`` at ``d = 2048`` on a shared 2-core CPU, and the default
-    0.2 to 0.36 of one ``Z^T Z`` (``benchmarks/README.md``); fewer steps
-    cost less and are less accurate. Pass ``steps=8`` or more when the
-    spectrum may be flat and the digits matter, or use
-    :meth:`CovarianceAccumulator.nesum`, which is exact from a streamed
-    covariance.
+    so NESum can only come out too large (up to rounding). It is exact to
+    rounding when ``steps >= d`` or when the top eigenvalue stands apart
+    from the rest (about 1e-8 relative on power-law spectra
+    :math:`\lambda_i \propto i^{-\alpha}`, ``alpha = 0.5`` to 2, float32,
+    ``d = 512``, with the default 12 steps). The hard case is a spectrum
+    without a gap at the top. On isotropic Gaussian ``N = 10^5, d = 2048``
+    data (a Marchenko-Pastur spectrum) the relative error is 5.6e-3 with the
+    default ``steps=12`` and the seeded start; over 100 random starts
+    (Lanczos in float64 on that covariance's exact spectrum), median
+    (worst): 1.2e-2 (1.9e-2) with 8 steps, 4.9e-3 (1.0e-2) with 12, 2.4e-3
+    (7.3e-3) with 16, 8.8e-4 (2.8e-3) with 24, 3.1e-4 (2.0e-3) with 32; at
+    ``N = 20000`` about twice that (1.0e-2 with 12). The tests check 3e-2
+    with 12 and 1e-3 with 32 at ``d = 300, 400``. Each step reads ``Z`` once
+    (memory-bound, ``N d`` numbers against the ``N d^2`` multiply-adds of
+    ``Z^T Z``, so the ratio shrinks as ``d`` grows): about 0.01 of one
+    ``Z^T Z`` at ``d = 2048`` on one CPU thread, the default 0.11 to 0.19
+    depending on the load from other processes (``benchmarks/README.md``).
+    Pass more ``steps`` when the spectrum may be flat and the
+    digits matter, or use :meth:`CovarianceAccumulator.nesum`, which is
+    exact from a streamed covariance.
 
     Args:
         Z: ``(N, d)`` embeddings, torch tensor or NumPy array.
-        steps: ``>= 1``, Krylov steps (passes over ``Z``) for :math:`\lambda_{\max}`.
+        steps: ``>= 1``, Lanczos steps (passes over ``Z``) for :math:`\lambda_{\max}`;
+            at most ``d`` are taken.
 
     Returns:
         A Python ``float``.
@@ -501,7 +575,7 @@ def stable_rank(Z: ArrayLike, *, center: bool = True, steps: int = _KRYLOV_STEPS
     Args:
         Z: ``(N, d)`` embeddings, torch tensor or NumPy array.
         center: subtract the mean of the rows first.
-        steps: ``>= 1``, Krylov steps (passes over ``Z``) for :math:`\sigma_1^2`; see :func:`nesum`.
+        steps: ``>= 1``, Lanczos steps (passes over ``Z``) for :math:`\sigma_1^2`; see :func:`nesum`.
 
     Returns:
         A Python ``float``.
