@@ -183,3 +183,19 @@ def test_no_per_token_d_by_d_tensor():
     with Largest():  # the oracle does form them: the probe sees (N, d, d)
         matrix_llm_loss(logits, target, E, method="exact").backward()
     assert Largest.numel >= N * d * d
+
+
+@pytest.mark.parametrize("steps", [3, 4, 6])
+def test_backward_rank_truncation_is_below_the_krylov_error(monkeypatch, steps):
+    # The embedding's direct gradient keeps 2 eigenpairs of the per-token steps x steps matrix;
+    # keeping all of them (the untruncated Krylov gradient) differs by less than 1e-3 of its norm.
+    from matrixinfo.functional import _llm_lanczos
+
+    logits, target, E = inputs(8, 1000, 48, seed=13, norms=False)
+    truncated = value_and_grads(logits, target, E, steps=steps)
+    monkeypatch.setattr(_llm_lanczos, "_BACKWARD_RANK", steps)
+    full = value_and_grads(logits, target, E, steps=steps)
+    assert torch.equal(truncated[0], full[0]) and torch.equal(truncated[1], full[1])
+    assert rel(truncated[2], full[2]) < 1e-3
+    exact = value_and_grads(logits, target, E, method="exact")
+    assert rel(truncated[2], full[2]) < rel(full[2], exact[2])
