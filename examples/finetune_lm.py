@@ -27,7 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from tiny_lm import TinyCausalLM, batches, build_corpus, evaluate
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "experiments"))
-from finetune_report import report  # noqa: E402  (the results table, JSON and plot)
+from finetune_report import mce_options, report  # noqa: E402  (the results table, JSON and plot)
 
 from matrixinfo.losses import MatrixLLMLoss
 
@@ -81,6 +81,7 @@ def main() -> None:
     p.add_argument("--method", default="topk")
     p.add_argument("--top-k", type=int, default=16)
     p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--steps", type=int, default=4, help="Lanczos steps of --method lanczos")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -95,13 +96,12 @@ def main() -> None:
     train(base, corpus.pre_train, args.pretrain_steps, 32, args.context, 3e-3, 1234, log=250)
     t_pre = time.perf_counter() - t0
     configs = [("ce", None)] + [
-        (f"ce+mce w={w:g}", MatrixLLMLoss(mce_weight=w, method=args.method, top_k=args.top_k, rank=args.rank))
-        for w in args.weights
+        (f"ce+mce w={w:g}", MatrixLLMLoss(mce_weight=w, **mce_options(args))) for w in args.weights
     ]
     configs += [
         (
             f"ce+mce w={w:g} detached",
-            MatrixLLMLoss(mce_weight=w, method=args.method, top_k=args.top_k, rank=args.rank, detach_embedding=True),
+            MatrixLLMLoss(mce_weight=w, **mce_options(args), detach_embedding=True),
         )
         for w in args.detached
     ]

@@ -187,7 +187,7 @@ def test_no_per_token_d_by_d_tensor():
 
 @pytest.mark.parametrize("steps", [3, 4, 6])
 def test_backward_rank_truncation_is_below_the_krylov_error(monkeypatch, steps):
-    # The embedding's direct gradient keeps 2 eigenpairs of the per-token steps x steps matrix;
+    # The embedding's direct gradient keeps 3 eigenpairs of the per-token steps x steps matrix;
     # keeping all of them (the untruncated Krylov gradient) differs by less than 1e-3 of its norm.
     from matrixinfo.functional import _llm_lanczos
 

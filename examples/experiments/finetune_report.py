@@ -18,6 +18,15 @@ def mean_std(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def mce_options(args) -> dict:
+    """The MatrixLLMLoss options of --method (the approximation's own parameters only)."""
+    if args.method == "lanczos":
+        return {"method": "lanczos", "steps": args.steps}
+    if args.method in ("topk", "subspace"):
+        return {"method": args.method, "top_k": args.top_k, "rank": args.rank}
+    return {"method": args.method}
+
+
 def report(args, corpus, rows, configs, out, wall, t_pre) -> None:
     names = [c for c, _ in configs]
     summary = {}
@@ -47,8 +56,9 @@ def report(args, corpus, rows, configs, out, wall, t_pre) -> None:
             f"{args.pretrain_steps} steps of 32 windows, cross-entropy. Fine-tuning, the same for every row: "
             f"{args.ft_steps} steps of 16 windows from {len(corpus.ft_train):,} in-domain words, "
             "AdamW lr 1e-3; each seed "
-            f"fixes the batches (shared by the rows). MCE: `MatrixLLMLoss(method={args.method!r}, top_k={args.top_k}, "
-            f"rank={args.rank})` on the tied LM-head weight, every predicted word."
+            "fixes the batches (shared by the rows). MCE: `MatrixLLMLoss("
+            + ", ".join(f"{k}={v!r}" for k, v in mce_options(args).items())
+            + ")` on the tied LM-head weight, every predicted word."
         ),
         "",
         (

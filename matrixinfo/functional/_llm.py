@@ -378,9 +378,11 @@ def matrix_llm_loss(
         ``(N, n) @ (n, d)`` product for all tokens at once; the backward is the
         Krylov approximation of the exact gradient,
         :math:`V L_{\log}(T, e_1 e_1^\top) V^\top` (Frechet derivative at the
-        Ritz values) and :math:`2 V \log(T) e_1` for the target's embedding,
-        in one GEMM of ``steps`` logits matmuls. In all, about
-        ``3 * steps - 1`` logits-sized matmuls besides those of cross-entropy;
+        Ritz values, truncated to its 3 eigenpairs of largest modulus for
+        the embedding rows: one GEMM of ``min(steps, 3)`` logits matmuls,
+        all eigenpairs where the Krylov space is invariant) and
+        :math:`2 V \log(T) e_1` for the target's embedding. In all,
+        ``2 * steps - 1 + min(steps, 3)`` logits-sized matmuls besides those of cross-entropy;
         never a ``d x d`` matrix, and the normalized ``(n, d)`` embedding is
         not formed either (row norms enter as weights :math:`q_j / \|e_j\|^2`).
         Exact (to rounding) once the Krylov space is invariant:

@@ -18,9 +18,12 @@ of the ``steps``-square ``T``.
 The backward is the Krylov approximation of the exact gradient,
 :math:`\partial / \partial A = V L_{\log}(T, \|b\|^2 e_1 e_1^\top) V^\top`
 (:math:`L_{\log}` the Frechet derivative, by divided differences of ``log`` at
-the Ritz values), and :math:`\partial / \partial b = 2 \|b\| V \log(T) e_1`:
-``steps`` more logits-sized products in one GEMM. Both are exact once the
-Krylov space is invariant (``steps >= d``, or a breakdown).
+the Ritz values), and :math:`\partial / \partial b = 2 \|b\| V \log(T) e_1`.
+For the embedding rows the ``steps x steps`` matrix is truncated to its
+``_BACKWARD_RANK`` eigenpairs of largest modulus: ``min(steps, 3)`` more
+logits-sized products in one GEMM. Both are exact once the Krylov space is
+invariant whatever the data (``steps >= d`` or ``steps > n``: then no
+truncation either).
 
 The embedding is used as given: its row norms enter through the weights
 :math:`q_j / \|e_j\|^2`, so the normalized ``(n, d)`` matrix is never formed
@@ -37,7 +40,7 @@ from .._checks import MatrixInfoSecondDerivativeError
 __all__: list[str] = []
 
 #: Eigenpairs of the per-token ``steps x steps`` gradient matrix kept for the embedding's direct gradient.
-_BACKWARD_RANK = 2
+_BACKWARD_RANK = 3
 #: Rows with a smaller norm are scaled by ``1 / _NORM_FLOOR`` instead, as :func:`torch.nn.functional.normalize` does.
 _NORM_FLOOR = 1e-12
 
@@ -135,8 +138,10 @@ class _LanczosBackward(torch.autograd.Function):
         grad_q = g_raw * u + grad.unsqueeze(-1) * (norm2 * u)  # tr(Q) = sum_j q_j ||e_j||^2 u_j
         # The direct path through E needs V G V^T e_j for every row: with G truncated to its
         # _BACKWARD_RANK eigenpairs of largest modulus, one GEMM of that many (not m) logits-sized
-        # matmuls. G is close to rank one (for A near a multiple of I, L_log(T, e1 e1^T) ~ e1 e1^T / theta):
-        # keeping two changed the embedding gradient by less than 1e-3 of its norm in our tests.
+        # matmuls. G is close to rank one for a flat softmax (A near a multiple of I: L_log(T, e1 e1^T)
+        # ~ e1 e1^T / theta), where keeping 2 changed the embedding gradient by < 1e-3 of its norm; a
+        # peaked softmax over anisotropic embeddings needed 3 (2: 2.1e-2, 3: 7.0e-4, all 4: 6.5e-4 from
+        # exact, on the float64 grid of the docstring).
         # Where the Krylov space is invariant whatever the data (steps >= d, or steps > n), all m are
         # kept, so that the gradient is exact there.
         m, n, d = W.shape[1], W.shape[2], V.shape[2]
