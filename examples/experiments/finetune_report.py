@@ -37,7 +37,7 @@ def report(args, corpus, rows, configs, out, wall, t_pre) -> None:
     lines = [
         "# Fine-tuning a pre-trained word-level LM: cross-entropy versus CE + MCE (eq. 23)",
         "",
-        "Regenerate with (from the repository root, about 35 minutes on one shared thread):",
+        f"Regenerate with (from the repository root; this run took {wall / 60:.0f} minutes on one shared thread):",
         "",
         "```",
         "python " + " ".join(["examples/finetune_lm.py"] + sys.argv[1:]),
