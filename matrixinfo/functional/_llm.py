@@ -541,8 +541,8 @@ def matrix_llm_loss(
             ``"topk"``).
         rank: dimension of the shared subspace for the rest (``"subspace"``,
             ``"topk"``; 0 for none).
-        steps: Lanczos steps (``"lanczos"``), ``>= 1``; each costs about three
-            logits-sized matmuls (forward and backward).
+        steps: Lanczos steps (``"lanczos"``), ``>= 1``; each costs two logits-sized
+            matmuls forward and, up to three steps, one backward.
         eps: :math:`\varepsilon > 0`.
         ignore_index: target value to skip (class-index targets).
         detach_embedding: stop the MCE term's gradient into ``embedding``

@@ -23,7 +23,7 @@ class MatrixLLMLoss(_Loss):
     Args:
         mce_weight: weight :math:`w \ge 0` of the matrix cross-entropy term. Default 1 (eq. 23).
         method: ``"lanczos"`` (default: ``steps`` Lanczos steps from the
-            target's embedding and Gauss quadrature, about ``3 * steps - 1``
+            target's embedding and Gauss quadrature, ``2 * steps - 1 + min(steps, 3)``
             logits-sized matmuls; first derivatives only), ``"topk"`` (the
             ``top_k`` most probable tokens exactly, the rest in a
             ``rank``-dimensional subspace), ``"subspace"`` (the rest projected
