@@ -199,3 +199,16 @@ def test_backward_rank_truncation_is_below_the_krylov_error(monkeypatch, steps):
     assert rel(truncated[2], full[2]) < 1e-3
     exact = value_and_grads(logits, target, E, method="exact")
     assert rel(truncated[2], full[2]) < rel(full[2], exact[2])
+
+
+def test_compiles_and_matches_eager():
+    logits, target, E = inputs(6, 30, 5, seed=14)
+    target[2] = -100
+    criterion = MatrixLLMLoss(steps=3)
+    eager = value_and_grads(logits, target, E, steps=3)
+    compiled = torch.compile(criterion, backend="aot_eager")
+    lg, em = logits.clone().requires_grad_(True), E.clone().requires_grad_(True)
+    value = compiled(lg, target, em)
+    value.backward()
+    assert abs(value.detach() - eager[0]) < RTOL64 * abs(eager[0])
+    assert rel(lg.grad, eager[1]) < GRAD_RTOL64 and rel(em.grad, eager[2]) < GRAD_RTOL64
