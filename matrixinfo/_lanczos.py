@@ -174,11 +174,16 @@ def lanczos(mv: MatVec, X: torch.Tensor, steps: int):
         else:
             buffer[..., j + 1, :] = q
     V = torch.stack(rows, -2) if buffer is None else buffer[..., :steps, :]
+    return V, tridiagonal(alphas, betas), norm
+
+
+def tridiagonal(alphas: list[torch.Tensor], betas: list[torch.Tensor]) -> torch.Tensor:
+    """The symmetric tridiagonal ``(*, s, s)`` with diagonal ``alphas`` and off-diagonal ``betas`` (``s - 1``)."""
     T = torch.diag_embed(torch.stack(alphas, -1))
     if betas:
         beta = torch.stack(betas, -1)
         T = T + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
-    return V, T, norm
+    return T
 
 
 def _fT_e1(fn: str, T: torch.Tensor, kind: str) -> torch.Tensor:

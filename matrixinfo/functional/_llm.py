@@ -27,6 +27,7 @@ from .._checks import (
     shape_str,
 )
 from ..core import matrix_cross_entropy
+from ._common import _with_terms
 
 __all__ = ["matrix_llm_loss"]
 
@@ -607,7 +608,7 @@ def matrix_llm_loss(
         if logits.shape[0] == 0:
             zero = embedding.to(work).sum() * 0 + logits.sum() * 0
             names = ("cross_entropy", "matrix_cross_entropy") if mce_weight != 0 else ("cross_entropy",)
-            return (zero, {name: zero.detach() for name in names}) if return_terms else zero
+            return _with_terms(zero, **dict.fromkeys(names, zero)) if return_terms else zero
         logq = torch.log_softmax(logits, dim=-1)
         ce = -(target * logq).sum(-1) if soft else -logq.gather(-1, target[:, None]).squeeze(-1)
         value = ce
@@ -647,4 +648,4 @@ def matrix_llm_loss(
             return loss
         # The terms: token means of the per-token parts that the loss summed (detached, the loss's dtype).
         terms = {"cross_entropy": ce} if mce_weight == 0 else {"cross_entropy": ce, "matrix_cross_entropy": mce}
-        return loss, {name: token_mean(t).detach().to(loss.dtype) for name, t in terms.items()}
+        return _with_terms(loss, **{name: token_mean(t) for name, t in terms.items()})

@@ -36,6 +36,7 @@ import torch
 
 from .. import _spectral
 from .._checks import MatrixInfoSecondDerivativeError
+from .._lanczos import tridiagonal
 
 __all__: list[str] = []
 
@@ -43,14 +44,6 @@ __all__: list[str] = []
 _BACKWARD_RANK = 3
 #: Rows with a smaller norm are scaled by ``1 / _NORM_FLOOR`` instead, as :func:`torch.nn.functional.normalize` does.
 _NORM_FLOOR = 1e-12
-
-
-def _tridiagonal(alphas: list[torch.Tensor], betas: list[torch.Tensor]) -> torch.Tensor:
-    T = torch.diag_embed(torch.stack(alphas, -1))
-    if betas:
-        off = torch.stack(betas, -1)
-        T = T + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
-    return T
 
 
 class _LanczosLogQuadrature(torch.autograd.Function):
@@ -97,7 +90,7 @@ class _LanczosLogQuadrature(torch.autograd.Function):
             betas.append(beta)
             v = torch.where(alive.unsqueeze(-1), r / torch.where(alive, beta, 1.0).unsqueeze(-1), 0.0)
             vectors.append(v)
-        T = _tridiagonal(alphas, betas)
+        T = tridiagonal(alphas, betas)
         # Non-finite input: the caller returns NaN; LAPACK must not see it.
         theta, U = torch.linalg.eigh(torch.where(torch.isfinite(T), T, 0.0))
         # T is a compression of Q + eps I: its eigenvalues are >= eps but for rounding.
